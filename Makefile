@@ -1,0 +1,31 @@
+# The two set-up commands of the README: `make book` and `make test`. Both create .venv if missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODE ?= quick
+
+.PHONY: setup book test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@if git ls-files '*.ipynb' | grep -q .; then \
+		echo "Only jupytext .py notebooks are committed; remove:"; git ls-files '*.ipynb'; exit 1; fi
+	$(PY) -m pytest
+
+book: setup
+	$(PY) -m fairkit book --mode $(MODE)
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf _build book/chapters runs

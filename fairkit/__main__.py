@@ -1,0 +1,64 @@
+"""Command line: ``python -m fairkit run NOTEBOOK -p name value ...`` and ``... book --mode``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+
+from fairkit import runs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fairkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one chapter into runs/<chapter>/<run-id>/")
+    run.add_argument("notebook", help="a jupytext notebook, e.g. notebooks/00_quickstart.py")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter of the notebook's parameters cell (repeatable)",
+    )
+    run.add_argument("--runs-root", default="runs", help="where run folders go (default: runs)")
+    run.add_argument("--log-output", action="store_true", help="stream cell output to the log")
+    book = sub.add_parser("book", help="run every chapter of _toc.yml and render the book")
+    book.add_argument("--mode", choices=runs.MODES, default="quick")
+    book.add_argument("--no-render", action="store_true", help="run the chapters only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m fairkit``."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "run":
+            overrides = dict(args.parameter)
+            if len(overrides) != len(args.parameter):
+                raise runs.ParameterError("a parameter was given twice")
+            run_dir = runs.run_notebook(
+                args.notebook,
+                overrides,
+                runs_root=args.runs_root,
+                from_cli=True,
+                log_output=args.log_output,
+            )
+            print(run_dir)
+        else:
+            print(runs.build_book(args.mode, render=not args.no_render))
+    except (runs.ParameterError, runs.RunFailed, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as err:
+        print(f"error: the book did not build (exit {err.returncode}); see above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The Cohort: images (N, C, H, W) uint8 plus one metadata row per image."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairkit.io import write_atomic, write_json
+
+
+@dataclass
+class Cohort:
+    """Images and their metadata, the one data type every chapter passes around.
+
+    Attributes:
+        images: (N, C, H, W) uint8, in memory or memory-mapped.
+        meta: one row per image with ``label``, ``diagnosis``, the protected attributes, ``site``,
+            ``patient_id`` and, for generated cohorts, every variable and noise of the causal model.
+        modality: ``skin``, ``cxr``, ``mri`` or a real dataset's name.
+        classes: class names; ``label`` indexes into them.
+    """
+
+    images: np.ndarray
+    meta: pd.DataFrame
+    modality: str
+    classes: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be (N, C, H, W) uint8; got {self.images.shape} {self.images.dtype}"
+            )
+        if len(self.images) != len(self.meta):
+            raise ValueError(f"{len(self.images)} images but {len(self.meta)} metadata rows")
+        if "label" not in self.meta:
+            raise ValueError("metadata needs a 'label' column")
+        self.meta = self.meta.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return f"Cohort({self.modality}, n={n}, {c}x{h}x{w}, classes={list(self.classes)})"
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer class labels."""
+        return self.meta["label"].to_numpy()
+
+    def subset(self, index) -> Cohort:
+        """The cohort restricted to ``index`` (positions or a boolean mask)."""
+        index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+        return Cohort(
+            np.asarray(self.images[index]), self.meta.iloc[index], self.modality, self.classes
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``images.npy``, ``meta.parquet`` and ``cohort.json`` into folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            path / "images.npy", lambda tmp: np.save(tmp.open("wb"), np.asarray(self.images))
+        )
+        write_atomic(path / "meta.parquet", lambda tmp: self.meta.to_parquet(tmp, index=False))
+        write_json(path / "cohort.json", {"modality": self.modality, "classes": list(self.classes)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> Cohort:
+        """Read a saved cohort; images stay on disk (memory-mapped) unless ``mmap`` is false."""
+        path = Path(path)
+        missing = [
+            f for f in ("images.npy", "meta.parquet", "cohort.json") if not (path / f).exists()
+        ]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a saved cohort: missing {', '.join(missing)}")
+        info = json.loads((path / "cohort.json").read_text())
+        images = np.load(path / "images.npy", mmap_mode="r" if mmap else None)
+        return cls(
+            images, pd.read_parquet(path / "meta.parquet"), info["modality"], tuple(info["classes"])
+        )
+
+
+def concat(cohorts: list[Cohort]) -> Cohort:
+    """Stack cohorts of the same modality and classes."""
+    first = cohorts[0]
+    if any(c.classes != first.classes or c.modality != first.modality for c in cohorts):
+        raise ValueError("only cohorts of one modality and one class list can be joined")
+    return Cohort(
+        np.concatenate([np.asarray(c.images) for c in cohorts]),
+        pd.concat([c.meta for c in cohorts], ignore_index=True),
+        first.modality,
+        first.classes,
+    )

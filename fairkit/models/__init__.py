@@ -1,0 +1,1 @@
+"""Classifiers (torchvision-style CNNs) and, later, conditional diffusion models."""

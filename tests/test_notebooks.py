@@ -1,0 +1,21 @@
+"""Smoke runs: every chapter of _toc.yml executes in mode="smoke" through the users' runner."""
+
+import pytest
+
+from fairkit import runs
+
+from .conftest import ROOT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", runs.toc_chapters(ROOT))
+def test_smoke_chapter_runs(chapter, tmp_path):
+    run_dir = runs.run_notebook(
+        ROOT / "notebooks" / f"{chapter}.py", {"mode": "smoke"}, runs_root=tmp_path
+    )
+    assert (run_dir / "provenance.json").exists()
+
+
+def test_every_notebook_is_in_the_toc():
+    notebooks = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
+    assert notebooks == sorted(runs.toc_chapters(ROOT))
