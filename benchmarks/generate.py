@@ -19,7 +19,9 @@ def png_rate(images: np.ndarray, folder: Path) -> float:
     start = time.perf_counter()
     for i, image in enumerate(images):
         pixels = image.transpose(1, 2, 0)
-        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(folder / f"{i}.png")
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
+            folder / f"{i}.png"
+        )
     return len(images) / (time.perf_counter() - start)
 
 
@@ -33,7 +35,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             png = png_rate(cohort.images[:1024], Path(tmp))
         minutes = 1_000_000 / rate / 60
-        print(f"{modality:8} {rate:15.0f} {png:16.0f} {rate / png:5.1f}x   (1M images: {minutes:.1f} min)")
+        print(
+            f"{modality:8} {rate:15.0f} {png:16.0f} {rate / png:5.1f}x   (1M images: {minutes:.1f} min)"
+        )
 
 
 if __name__ == "__main__":

@@ -176,3 +176,14 @@ def measured_strengths(meta: pd.DataFrame, *, under=None, spurious=None, label_n
             rows = meta[meta[label_noise.attribute] == group]
             out[f"label_noise_{group}"] = float(rows["label_flipped"].mean())
     return out
+
+
+def strength_table(meta: pd.DataFrame, *, under=None, spurious=None) -> pd.DataFrame:
+    """Requested against measured strength of each injected bias, one row each."""
+    measured = measured_strengths(meta, under=under, spurious=spurious)
+    rows = []
+    if under is not None:
+        rows.append(("under_fraction", under.fraction, measured["under_fraction"]))
+    if spurious is not None:
+        rows.append(("spurious_strength", spurious.strength, measured["spurious_strength"]))
+    return pd.DataFrame(rows, columns=["quantity", "requested", "measured"])

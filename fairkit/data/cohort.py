@@ -60,6 +60,22 @@ class Cohort:
             np.asarray(self.images[index]), self.meta.iloc[index], self.modality, self.classes
         )
 
+    def examples(self, *, rows: str, cols: str) -> tuple[np.ndarray, list, list]:
+        """One image per (row value, column value) cell, blank where a cell is empty.
+
+        Returns:
+            images shaped (rows, cols, C, H, W), the row values and the column values.
+        """
+        row_values = sorted(self.meta[rows].unique(), key=str)
+        col_values = sorted(self.meta[cols].unique(), key=str)
+        grid = np.zeros((len(row_values), len(col_values), *self.images.shape[1:]), np.uint8)
+        for i, r in enumerate(row_values):
+            for j, c in enumerate(col_values):
+                hits = np.flatnonzero((self.meta[rows] == r) & (self.meta[cols] == c))
+                if len(hits):
+                    grid[i, j] = self.images[hits[0]]
+        return grid, row_values, col_values
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``images.npy``, ``meta.parquet`` and ``cohort.json`` into folder ``path``."""
         path = Path(path)

@@ -1,0 +1,118 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairkit.data import real
+from fairkit.data.splits import patient_split
+
+from . import fixtures
+
+
+def test_fitzpatrick17k_drops_unknown_types_missing_and_corrupt_images(tmp_path):
+    expected = fixtures.fitzpatrick17k(tmp_path)
+    cohort = real.load("fitzpatrick17k", tmp_path, image_size=16)
+    assert len(cohort) == expected["good"]
+    assert cohort.images.shape == (5, 3, 16, 16)
+    assert cohort.classes == ("benign", "malignant", "non-neoplastic")
+    assert list(cohort.meta["skin_type"]) == ["I", "II", "III", "IV", "VI"]
+    assert list(cohort.meta["skin_group"]) == ["light", "light", "light", "dark", "dark"]
+    assert list(cohort.labels) == [0, 1, 2, 0, 1]
+
+
+def test_fitzpatrick17k_raise_names_the_bad_rows(tmp_path):
+    fixtures.fitzpatrick17k(tmp_path)
+    with pytest.raises(real.DatasetError, match=r"3 of 8 rows are unusable: unknown skin type"):
+        real.fitzpatrick17k(tmp_path, image_size=16, errors="raise")
+
+
+def test_missing_dataset_names_the_files_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"'fitzpatrick17k.csv' not found in .*md5hash"):
+        real.fitzpatrick17k(tmp_path)
+    with pytest.raises(FileNotFoundError, match="ISIC_2019_Training_GroundTruth.csv"):
+        real.isic2019(tmp_path)
+    with pytest.raises(FileNotFoundError, match="train.csv"):
+        real.chexpert(tmp_path)
+    with pytest.raises(FileNotFoundError, match="mimic-cxr-2.0.0-metadata.csv"):
+        real.mimic_cxr(tmp_path)
+    with pytest.raises(FileNotFoundError, match="IXI.xls"):
+        real.ixi(tmp_path)
+    with pytest.raises(FileNotFoundError, match="folder .* not found"):
+        real.ixi(tmp_path / "nowhere")
+
+
+def test_missing_columns_are_named(tmp_path):
+    pd.DataFrame({"md5hash": ["a"], "label": ["x"]}).to_csv(tmp_path / "fitzpatrick17k.csv")
+    with pytest.raises(real.DatasetError, match=r"lacks columns \['fitzpatrick_scale'"):
+        real.fitzpatrick17k(tmp_path)
+
+
+def test_isic2019_keeps_missing_demographics_as_unknown(tmp_path):
+    expected = fixtures.isic2019(tmp_path)
+    cohort = real.isic2019(tmp_path, image_size=16)
+    assert len(cohort) == expected["good"]
+    assert list(cohort.meta["diagnosis"]) == ["MEL", "NV", "BCC", "NV", "SCC"]
+    assert cohort.meta["age"].isna().sum() == 1 and cohort.meta["sex"].isna().sum() == 1
+    assert list(cohort.meta["age_group"].fillna("?")) == ["young", "old", "?", "young", "old"]
+    assert cohort.meta.loc[2, "patient_id"] == "ISIC_0000002"
+
+
+@pytest.mark.parametrize(("uncertain", "key"), [("zeros", "zeros"), ("drop", "drop")])
+def test_chexpert_uncertain_labels_and_frontal_views(tmp_path, uncertain, key):
+    root = tmp_path / "CheXpert-v1.0-small"
+    root.mkdir()
+    expected = fixtures.chexpert(root)
+    cohort = real.chexpert(root, uncertain=uncertain, image_size=16)
+    assert len(cohort) == expected[key]
+    assert cohort.images.shape[1] == 1
+    assert set(cohort.meta["patient_id"]) <= {"patient00000", "patient00001", "patient00002"}
+    assert cohort.meta["sex"].isin(["F", "M"]).all()
+
+
+def test_chexpert_uncertain_ones_counts_as_positive(tmp_path):
+    root = tmp_path / "CheXpert-v1.0-small"
+    root.mkdir()
+    fixtures.chexpert(root)
+    ones = real.chexpert(root, uncertain="ones", image_size=16)
+    zeros = real.chexpert(root, uncertain="zeros", image_size=16)
+    assert ones.labels.sum() == zeros.labels.sum() + 1
+    with pytest.raises(ValueError, match="unknown CheXpert finding"):
+        real.chexpert(root, finding="Broken Heart")
+
+
+def test_mimic_cxr_joins_race_sex_and_age_per_subject(tmp_path):
+    expected = fixtures.mimic_cxr(tmp_path)
+    cohort = real.mimic_cxr(tmp_path, image_size=16)
+    assert len(cohort) == expected["good"]
+    races = cohort.meta.groupby("patient_id")["race"].first().to_dict()
+    assert races == expected["races"]
+    assert list(cohort.labels) == [1, 0, 0, 0]
+    assert set(cohort.meta["view"]) == {"PA", "AP"}
+
+
+def test_ixi_reads_the_sheet_and_middle_slices(tmp_path):
+    expected = fixtures.ixi(tmp_path)
+    cohort = real.ixi(tmp_path, image_size=16)
+    assert len(cohort) == expected["good"]
+    assert list(cohort.meta["patient_id"]) == ["IXI002", "IXI012"]
+    assert list(cohort.meta["sex"]) == ["F", "M"]
+    assert list(cohort.meta["field_strength"]) == ["1.5T", "3T"]
+    assert cohort.images.shape == (2, 1, 16, 16) and cohort.images.std() > 0
+
+
+def test_patient_split_keeps_each_patient_on_one_side():
+    from fairkit.data import Cohort
+
+    n = 300
+    meta = pd.DataFrame({"patient_id": np.arange(n) // 3, "label": np.arange(n) % 2})
+    cohort = Cohort(np.zeros((n, 1, 4, 4), np.uint8), meta, "toy", ("a", "b"))
+    parts = patient_split(cohort, val=0.2, test=0.2, seed=0)
+    ids = {k: set(v.meta["patient_id"]) for k, v in parts.items()}
+    assert (
+        not ids["train"] & ids["test"]
+        and not ids["train"] & ids["val"]
+        and not ids["val"] & ids["test"]
+    )
+    assert sum(len(v) for v in parts.values()) == n
+    assert len(parts["test"]) == pytest.approx(0.2 * n, abs=6)
+    again = patient_split(cohort, val=0.2, test=0.2, seed=0)
+    assert again["test"].meta["patient_id"].tolist() == parts["test"].meta["patient_id"].tolist()
