@@ -64,17 +64,39 @@ class Settings:
     batch_size: int
     width: int
     n_boot: int
+    backbone: str
 
 
 SETTINGS = {
     "smoke": Settings(
-        n_train=192, n_test=128, image_size=16, epochs=1, batch_size=64, width=8, n_boot=20
+        n_train=192,
+        n_test=128,
+        image_size=16,
+        epochs=1,
+        batch_size=64,
+        width=8,
+        n_boot=20,
+        backbone="small_cnn",
     ),
     "quick": Settings(
-        n_train=3000, n_test=2000, image_size=32, epochs=6, batch_size=128, width=16, n_boot=200
+        n_train=2000,
+        n_test=1500,
+        image_size=32,
+        epochs=5,
+        batch_size=64,
+        width=16,
+        n_boot=200,
+        backbone="small_cnn",
     ),
     "full": Settings(
-        n_train=40000, n_test=10000, image_size=64, epochs=30, batch_size=256, width=64, n_boot=1000
+        n_train=40000,
+        n_test=10000,
+        image_size=64,
+        epochs=30,
+        batch_size=256,
+        width=64,
+        n_boot=1000,
+        backbone="resnet18",
     ),
 }
 

@@ -1,59 +1,340 @@
-"""The training loop for image classifiers on a Cohort."""
+"""The one training loop for image classifiers on a Cohort.
+
+Per-sample weights, group-balanced sampling, GroupDRO, early stopping on a validation metric
+(overall or worst group), safetensors checkpoints that resume to the same final weights,
+determinism on CPU for a fixed seed, devices and mixed precision through ``accelerate``.
+"""
 
 from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
 from fairkit.data import Cohort
+from fairkit.io import write_atomic
+
+SAMPLING = ("uniform", "group_balanced")
+OBJECTIVES = ("erm", "groupdro")
+SELECTION = ("overall", "worst_group")
+
+
+@dataclass
+class TrainConfig:
+    """How to train; every field has the value a quick run would use."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    mixed_precision: str = "no"
+    sampling: str = "uniform"
+    objective: str = "erm"
+    group_column: str | None = None
+    dro_eta: float = 0.05
+    patience: int | None = None
+    selection: str = "overall"
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("sampling", SAMPLING),
+            ("objective", OBJECTIVES),
+            ("selection", SELECTION),
+            ("mixed_precision", ("no", "bf16", "fp16")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        needs_groups = self.sampling == "group_balanced" or self.objective == "groupdro"
+        if (needs_groups or self.selection == "worst_group") and not self.group_column:
+            raise ValueError(
+                "group-balanced sampling, GroupDRO and worst-group selection need group_column"
+            )
+
+
+@dataclass
+class TrainResult:
+    """The trained model (best validation epoch), its history and the chosen epoch."""
+
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    config: TrainConfig = field(repr=False)
 
 
 def as_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, C, H, W) images as float32 in [0, 1]."""
-    return torch.from_numpy(np.asarray(images)).float().div_(255)
+    return torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255)
+
+
+def _group_codes(cohort: Cohort, column: str | None) -> tuple[torch.Tensor, int]:
+    if column is None:
+        return torch.zeros(len(cohort), dtype=torch.long), 1
+    if column not in cohort.meta:
+        raise KeyError(f"group column {column!r} not in the cohort's metadata")
+    codes, names = pd.factorize(cohort.meta[column].astype(str), sort=True)
+    return torch.as_tensor(codes), len(names)
+
+
+def _epoch_order(n: int, groups: torch.Tensor, n_groups: int, config: TrainConfig, epoch: int):
+    """This epoch's sample order: a fresh generator per epoch makes resuming exact."""
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    if config.sampling == "group_balanced":
+        sizes = torch.bincount(groups, minlength=n_groups).float()
+        return torch.multinomial(1 / sizes[groups], n, replacement=True, generator=generator)
+    return torch.randperm(n, generator=generator)
+
+
+def _warmup_cosine(total_steps: int, warmup_fraction: float):
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    return factor
+
+
+def validation_score(model, cohort: Cohort, config: TrainConfig, device) -> float:
+    """AUROC on validation data (one-vs-rest macro for many classes), overall or worst group."""
+    scores = _probabilities(model, cohort, device=device)
+    y = cohort.labels
+    if config.selection == "overall":
+        return _auroc(y, scores)
+    groups = cohort.meta[config.group_column].astype(str).to_numpy()
+    return min(_auroc(y[groups == g], scores[groups == g]) for g in np.unique(groups))
+
+
+def _auroc(y: np.ndarray, scores: np.ndarray) -> float:
+    present = np.unique(y)
+    if len(present) < 2:
+        return float("nan")
+    if scores.shape[1] == 2:
+        return float(roc_auc_score(y, scores[:, 1]))
+    return float(
+        roc_auc_score(
+            y,
+            scores[:, present] / scores[:, present].sum(1, keepdims=True),
+            multi_class="ovr",
+            labels=present,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
+    """Model, optimizer and RNG tensors in one safetensors file; the rest as its metadata."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, values in opt["state"].items():
+        for key, value in values.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    metadata = {
+        "state": json.dumps(state),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "scheduler": json.dumps(scheduler.state_dict()),
+    }
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    from safetensors import safe_open
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict(
+        {"state": state, "param_groups": json.loads(metadata["param_groups"])}
+    )
+    scheduler.load_state_dict(json.loads(metadata["scheduler"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    return json.loads(metadata["state"])
+
+
+# --------------------------------------------------------------------------- the loop
 
 
 def fit(
     model: nn.Module,
-    cohort: Cohort,
+    train: Cohort,
     *,
-    epochs: int,
-    batch_size: int = 128,
-    lr: float = 3e-3,
-    seed: int = 0,
-    device: str = "cpu",
-) -> nn.Module:
-    """Train ``model`` on ``cohort`` with cross-entropy and AdamW; deterministic for a seed on CPU."""
-    generator = torch.Generator().manual_seed(seed)
-    x, y = as_tensor(cohort.images), torch.as_tensor(cohort.labels)
-    model.to(device).train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-len(x) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
-    with tqdm(total=steps, desc="training", unit="step", leave=False) as bar:
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-                loss = nn.functional.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-    return model.eval()
+    config: TrainConfig,
+    val: Cohort | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``train``; keep the epoch with the best validation score.
+
+    Args:
+        model: any module mapping (B, C, H, W) floats in [0, 1] to class logits.
+        train: the training cohort.
+        config: the loop's settings.
+        val: validation cohort for model selection and early stopping (None: last epoch).
+        sample_weight: per-sample weights (e.g. SPARE's, in (0, 1]); the loss is their
+            weighted mean over each batch.
+    """
+    torch.manual_seed(config.seed)
+    accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
+    device = accelerator.device
+    x, y = as_tensor(train.images), torch.tensor(train.labels)
+    weights = (
+        torch.ones(len(train))
+        if sample_weight is None
+        else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
+    )
+    if weights.shape != (len(train),) or not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"sample_weight must hold {len(train)} finite non-negative values")
+    groups, n_groups = _group_codes(train, config.group_column)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _warmup_cosine(config.epochs * steps_per_epoch, config.warmup_fraction)
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    step_model = torch.compile(model) if config.compile else model
+    state = {
+        "epoch": -1,
+        "history": [],
+        "best_score": -float("inf"),
+        "best_epoch": -1,
+        "dro_q": [1 / n_groups] * n_groups,
+        "bad_epochs": 0,
+    }
+    checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    last = checkpoint_dir / "last.safetensors" if checkpoint_dir else None
+    if last is not None and last.exists():
+        state = _load_checkpoint(last, accelerator.unwrap_model(model), optimizer, scheduler)
+    dro_q = torch.tensor(state["dro_q"])
+    best_weights = None
+    if checkpoint_dir is not None and (checkpoint_dir / "best.safetensors").exists():
+        best_weights = load_file(str(checkpoint_dir / "best.safetensors"))
+
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch,
+        initial=(state["epoch"] + 1) * steps_per_epoch,
+        desc="training",
+        unit="step",
+        leave=False,
+        disable=not config.progress,
+    )
+    for epoch in range(state["epoch"] + 1, config.epochs):
+        model.train()
+        order = _epoch_order(len(train), groups, n_groups, config, epoch)
+        losses = []
+        for idx in order.split(config.batch_size):
+            batch = x[idx].to(device)
+            if config.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with accelerator.autocast():
+                per_sample = nn.functional.cross_entropy(
+                    step_model(batch), y[idx].to(device), reduction="none"
+                ).float()
+            w = weights[idx].to(device)
+            if config.objective == "groupdro":
+                loss, dro_q = _group_dro(
+                    per_sample * w, groups[idx].to(device), dro_q.to(device), config.dro_eta
+                )
+            else:
+                loss = (per_sample * w).sum() / w.sum().clamp_min(1e-12)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.update()
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+        score = validation_score(model, val, config, device) if val is not None else float(epoch)
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_score": score}
+        state["history"].append(record)
+        if score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            best_weights = {
+                k: v.detach().cpu().clone()
+                for k, v in accelerator.unwrap_model(model).state_dict().items()
+            }
+            if checkpoint_dir is not None:
+                write_atomic(
+                    checkpoint_dir / "best.safetensors",
+                    lambda tmp, weights=best_weights: save_file(weights, str(tmp)),
+                )
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"], state["dro_q"] = epoch, dro_q.cpu().tolist()
+        if last is not None:
+            _save_checkpoint(last, accelerator.unwrap_model(model), optimizer, scheduler, state)
+        if config.patience is not None and state["bad_epochs"] >= config.patience:
+            break
+    bar.close()
+    model = accelerator.unwrap_model(model)
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    return TrainResult(model.eval(), pd.DataFrame(state["history"]), state["best_epoch"], config)
+
+
+def _group_dro(losses: torch.Tensor, groups: torch.Tensor, q: torch.Tensor, eta: float):
+    """Online GroupDRO (Sagawa et al. 2020, Algorithm 1): up-weight the worst groups' loss.
+
+    Hand-written: q_g <- q_g exp(eta * loss_g), normalised; loss = sum_g q_g loss_g.
+    """
+    n_groups = len(q)
+    sums = torch.zeros(n_groups, device=losses.device).index_add(0, groups, losses)
+    counts = torch.bincount(groups, minlength=n_groups).clamp_min(1)
+    group_loss = sums / counts
+    present = torch.bincount(groups, minlength=n_groups) > 0
+    q = q * torch.exp(eta * group_loss.detach() * present)
+    q = q / q.sum()
+    return (q * group_loss).sum(), q
 
 
 @torch.no_grad()
+def _probabilities(
+    model: nn.Module, cohort: Cohort, *, batch_size: int = 512, device="cpu"
+) -> np.ndarray:
+    model.eval()
+    x = as_tensor(cohort.images)
+    return torch.cat(
+        [model(b.to(device)).float().softmax(1).cpu() for b in x.split(batch_size)]
+    ).numpy()
+
+
 def predict(
     model: nn.Module, cohort: Cohort, *, batch_size: int = 512, device="cpu"
 ) -> pd.DataFrame:
-    """The predictions table: ``y_true``, ``y_pred``, one ``score_<class>`` column per class, groups."""
-    model.to(device).eval()
-    x = as_tensor(cohort.images)
-    probs = torch.cat([model(b.to(device)).softmax(1).cpu() for b in x.split(batch_size)]).numpy()
+    """The predictions table: ``y_true``, ``y_pred`` and one ``score_<class>`` per class.
+
+    Every metadata column but the causal model's noise comes along, for grouping.
+    """
+    model.to(device)
+    probs = _probabilities(model, cohort, batch_size=batch_size, device=device)
     table = cohort.meta.drop(columns=[c for c in cohort.meta if c.startswith(("u_", "tex_"))])
     table = table.assign(y_true=cohort.labels, y_pred=probs.argmax(1))
     for k, name in enumerate(cohort.classes):

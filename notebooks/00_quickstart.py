@@ -28,8 +28,8 @@ dark_fraction = 0.15
 # %%
 from fairkit import fairness, plots, runs
 from fairkit.data import synth
-from fairkit.models.classifier import small_cnn
-from fairkit.train import fit, predict
+from fairkit.models.classifier import backbone
+from fairkit.train import TrainConfig, fit, predict
 
 run = runs.start("00_quickstart", mode=mode, seed=seed, device=device, dark_fraction=dark_fraction)
 run.banner()
@@ -64,11 +64,17 @@ run.save_figure(
 # ## Train and evaluate
 
 # %%
-model = small_cnn(train.images.shape[1], len(train.classes), width=cfg.width)
-model = fit(
-    model, train, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, device=run.device
+model = backbone(
+    "small_cnn",
+    in_channels=train.images.shape[1],
+    n_classes=len(train.classes),
+    image_size=cfg.image_size,
+    width=cfg.width,
+    seed=seed,
 )
-predictions = predict(model, test, device=run.device)
+config = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=seed, device=run.device)
+result = fit(model, train, config=config, val=splits["val"])
+predictions = predict(result.model, test, device=run.device)
 frame = fairness.group_metrics(predictions, sensitive_features="skin_group")
 metrics = run.save_table(fairness.tidy(frame), "metrics")
 frame.by_group

@@ -33,9 +33,14 @@ class Spurious:
     """
 
     artifact: str
-    diagnosis: str
+    diagnosis: str | tuple[str, ...]
     strength: float
     value: object = 1
+
+    @property
+    def diagnoses(self) -> tuple[str, ...]:
+        """The diagnosis or diagnoses the artifact is tied to."""
+        return (self.diagnosis,) if isinstance(self.diagnosis, str) else tuple(self.diagnosis)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ def target_cells(
                 p0 = cells["a"].mean()
                 p_a = (
                     p0 + spurious.strength * (1 - p0)
-                    if y == spurious.diagnosis
+                    if y in spurious.diagnoses
                     else p0 * (1 - spurious.strength)
                 )
             q[(y, grp, True)] = p_y * p_grp * p_a
@@ -169,7 +174,7 @@ def measured_strengths(meta: pd.DataFrame, *, under=None, spurious=None, label_n
         out["under_fraction"] = float(rows[under.attribute].eq(under.group).mean())
     if spurious is not None:
         a = meta[spurious.artifact].eq(spurious.value)
-        pos = meta["diagnosis"] == spurious.diagnosis
+        pos = meta["diagnosis"].isin(spurious.diagnoses)
         out["spurious_strength"] = float(a[pos].mean() - a[~pos].mean())
     if label_noise is not None:
         for group in label_noise.rates:

@@ -60,6 +60,16 @@ class Cohort:
             np.asarray(self.images[index]), self.meta.iloc[index], self.modality, self.classes
         )
 
+    def binarize(self, positive: list[str], *, names: tuple[str, str]) -> Cohort:
+        """The same images with a binary task: ``positive`` diagnoses against all others."""
+        unknown = set(positive) - set(self.classes)
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} are not classes of this cohort: {self.classes}")
+        hit = np.isin(np.asarray(self.classes)[self.labels], positive)
+        return Cohort(
+            self.images, self.meta.assign(label=hit.astype(np.int64)), self.modality, names
+        )
+
     def examples(self, *, rows: str, cols: str) -> tuple[np.ndarray, list, list]:
         """One image per (row value, column value) cell, blank where a cell is empty.
 

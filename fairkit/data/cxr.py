@@ -146,7 +146,7 @@ EXTRA_NOISE = {
 TEXTURES = ("tex_opacity", "tex_device", "tex_grain")
 
 
-def scm(subtlety: float = 0.5) -> SCM:
+def scm(subtlety: float = 0.6) -> SCM:
     """The chest X-ray SCM; ``subtlety`` in [0, 1) weakens the findings' signs (difficulty)."""
     return SCM(
         modality="cxr",

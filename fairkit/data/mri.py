@@ -99,7 +99,7 @@ EXTRA_NOISE = {
 TEXTURES = ("tex_grain",)
 
 
-def scm(subtlety: float = 0.45) -> SCM:
+def scm(subtlety: float = 0.7) -> SCM:
     """The brain MRI SCM; ``subtlety`` in [0, 1) shrinks the disease's extra atrophy (difficulty)."""
     return SCM(
         modality="mri",

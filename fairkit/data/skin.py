@@ -159,7 +159,10 @@ def render_batch(t, size: int) -> np.ndarray:
         (R.col(t["lesion_size"]) * (1 + modulation) - rho) / (softness * R.col(t["lesion_size"]))
     )
 
-    pigments = np.array([PIGMENTS[d] for d in t["diagnosis"]], dtype=np.float32)
+    # Subtlety pulls every diagnosis's pigments towards the average pigment, like its shape.
+    average = np.mean(list(PIGMENTS.values()), axis=0)
+    pull = 1 - t["scm_subtlety"].to_numpy(np.float32)[:, None, None]
+    pigments = average + pull * (np.array([PIGMENTS[d] for d in t["diagnosis"]]) - average)
     light = R.col(np.clip(skin.view(-1, 3).mean(1).numpy() / 0.75, 0.25, 1))
     c1, c2 = R.rgb(pigments[:, 0]) * light, R.rgb(pigments[:, 1]) * light
     mix = (
@@ -168,7 +171,9 @@ def render_batch(t, size: int) -> np.ndarray:
     alpha = R.col(t["contrast"]) * mask
     img = img + alpha * (c1 + (c2 - c1) * mix - img)
 
-    vessels = R.col(by_value(t["diagnosis"].to_numpy(), {k: f[4] for k, f in FEATURES.items()}))
+    vessels = R.col(
+        _features(t["diagnosis"].to_numpy(), {"subtlety": t["scm_subtlety"].iloc[0]})[:, 4]
+    )
     img = img - vessels * mask * R.pick(R.stroke_bank(size, (4, 8), 0.01), t["tex_vessel"]) * R.rgb(
         [[0.0, 0.35, 0.3]]
     )
@@ -208,7 +213,7 @@ EXTRA_NOISE = {
 TEXTURES = ("tex_skin", "tex_lesion", "tex_vessel", "tex_hair", "tex_ink", "tex_grain")
 
 
-def scm(subtlety: float = 0.55) -> SCM:
+def scm(subtlety: float = 0.15) -> SCM:
     """The skin SCM; ``subtlety`` in [0, 1) pulls the diagnoses' looks together (difficulty)."""
     return SCM(
         modality="skin",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,26 @@ from fairkit.data.scm import SCM
 from fairkit.io import write_atomic, write_json
 
 MODALITIES = {"skin": skin.scm, "cxr": cxr.scm, "mri": mri.scm}
+
+
+@dataclass(frozen=True)
+class BinaryTask:
+    """The study's binary task on a modality and the protected attribute it is audited on."""
+
+    positive: tuple[str, ...]
+    names: tuple[str, str]
+    attribute: str
+    minority: str
+    artifact: str
+    artifact_value: object
+    artifact_absent: object
+
+
+BINARY_TASKS = {
+    "skin": BinaryTask(("melanoma", "bcc"), ("benign", "malignant"), "skin_group", "dark", "ruler", 1, 0),
+    "cxr": BinaryTask(("cardiomegaly", "effusion", "opacity"), ("normal", "abnormal"), "sex", "F", "support_device", 1, 0),
+    "mri": BinaryTask(("dementia",), ("healthy", "dementia"), "age_group", "old", "field_strength", "3T", "1.5T"),
+}  # fmt: skip
 IMAGE_SIZES = (16, 32, 64, 128)
 SUBTLETY = "scm_subtlety"
 

@@ -1,0 +1,219 @@
+"""How bias enters: sweeps of injected bias strength, the shortcut test, baseline tables.
+
+Each experiment generates biased training data from a modality's causal model, trains through
+the one loop and evaluates on the balanced, unbiased test set with ``fairness.report``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from fairkit.data import Cohort, synth
+from fairkit.data.bias import Spurious, UnderRepresent
+from fairkit.fairness import Report
+from fairkit.mitigation import baselines
+from fairkit.models.classifier import backbone
+from fairkit.runs import Settings
+from fairkit.train import TrainConfig, predict
+
+PER_GROUP = ("recall", "fpr", "auroc")
+GAPS = ("equalized_odds", "equal_opportunity")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What every experiment of the chapter shares: sizes, model, seed, device."""
+
+    modality: str
+    settings: Settings
+    seed: int
+    device: str
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def task(self) -> synth.BinaryTask:
+        """The modality's binary task and audited attribute."""
+        return synth.BINARY_TASKS[self.modality]
+
+    def config(self, **changes) -> TrainConfig:
+        """The training config of this experiment."""
+        base = TrainConfig(
+            epochs=self.settings.epochs,
+            batch_size=self.settings.batch_size,
+            seed=self.seed,
+            device=self.device,
+            progress=False,
+        )
+        return replace(base, **changes)
+
+    def make_model(self):
+        """A fresh classifier for this modality."""
+        channels = 3 if self.modality == "skin" else 1
+        return backbone(
+            self.settings.backbone,
+            in_channels=channels,
+            n_classes=2,
+            image_size=self.settings.image_size,
+            width=self.settings.width,
+            seed=self.seed,
+        )
+
+    def binary(self, cohort: Cohort) -> Cohort:
+        """The cohort relabelled for the binary task."""
+        return cohort.binarize(list(self.task.positive), names=self.task.names)
+
+    def splits(self, **bias) -> dict[str, Cohort]:
+        """Biased train/val, balanced unbiased test and external cohorts, as the binary task."""
+        s = self.settings
+        cohorts = synth.make_splits(
+            self.modality,
+            seed=self.seed,
+            image_size=s.image_size,
+            n_train=s.n_train,
+            n_val=max(s.n_train // 4, 64),
+            n_test=s.n_test,
+            **bias,
+        )
+        return {k: self.binary(c) for k, c in cohorts.items()}
+
+    def bias(self, kind: str, strength: float) -> dict:
+        """An under-representation of the minority group or a spurious artifact, as kwargs."""
+        task = self.task
+        if kind == "under":
+            return {"under": UnderRepresent(task.attribute, task.minority, strength)}
+        if kind == "spurious":
+            return {
+                "spurious": Spurious(task.artifact, task.positive, strength, task.artifact_value)
+            }
+        raise ValueError(f"kind must be 'under' or 'spurious'; got {kind!r}")
+
+    def run(self, method: str, kind: str, strength: float) -> baselines.MethodPredictions:
+        """Predictions of ``method`` at one bias setting, trained once and remembered.
+
+        Threshold post-processing reuses the ERM model of the same setting.
+        """
+        key = (method, kind, strength)
+        if key in self._cache:
+            return self._cache[key]
+        if method == "threshold":
+            erm = self.run("erm", kind, strength)
+            out = baselines.postprocess(
+                erm, attribute=self.task.attribute, positive=self.task.names[1], seed=self.seed
+            )
+        else:
+            if (kind, strength) not in self._cache:
+                self._cache[(kind, strength)] = self.splits(**self.bias(kind, strength))
+            splits = self._cache[(kind, strength)]
+            out = baselines.run_method(
+                method,
+                make_model=self.make_model,
+                train=splits["train"],
+                val=splits["val"],
+                test=splits["test"],
+                attribute=self.task.attribute,
+                config=self.config(),
+            )
+        self._cache[key] = out
+        return out
+
+    def evaluate(self, predictions: baselines.MethodPredictions) -> Report:
+        """The fairness report of predictions on the audited attribute."""
+        return baselines.evaluate(
+            predictions,
+            groups=[self.task.attribute],
+            positive=self.task.names[1],
+            n_boot=self.settings.n_boot,
+            seed=self.seed,
+        )
+
+
+def _tidy(report: Report, attribute: str, **labels) -> tuple[pd.DataFrame, pd.DataFrame]:
+    groups = report.by_group[
+        (report.by_group["attribute"] == attribute) & report.by_group["metric"].isin(PER_GROUP)
+    ]
+    gaps = report.gaps[(report.gaps["attribute"] == attribute) & report.gaps["metric"].isin(GAPS)]
+    return groups.assign(**labels), gaps.assign(**labels)
+
+
+def sweep(experiment: Experiment, kind: str, strengths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train ERM at each bias strength; per-group metrics and gaps (with 95% CIs) per strength."""
+    task, groups, gaps = experiment.task, [], []
+    for strength in tqdm(strengths, desc=f"{experiment.modality} {kind} sweep", leave=False):
+        rep = experiment.evaluate(experiment.run("erm", kind, strength))
+        g, d = _tidy(
+            rep, task.attribute, modality=experiment.modality, kind=kind, strength=strength
+        )
+        groups.append(g)
+        gaps.append(d)
+    return pd.concat(groups, ignore_index=True), pd.concat(gaps, ignore_index=True)
+
+
+def shortcut_test(experiment: Experiment, strength: float) -> pd.DataFrame:
+    """The shortcut test: how much AUROC a model owes to an artifact tied to the disease.
+
+    Train with the tie; test on images with the same tie, then on their exact counterfactuals
+    with the artifact removed.
+    """
+    task, s = experiment.task, experiment.settings
+    erm = experiment.run("erm", "spurious", strength)
+    bias = experiment.bias("spurious", strength)
+    tied = synth.generate(
+        experiment.modality,
+        s.n_test,
+        seed=experiment.seed * 10 + 5,
+        image_size=s.image_size,
+        **bias,
+    )
+    rows = []
+    for name, test in (
+        ("artifact tied to disease", tied),
+        (
+            "artifact removed (counterfactual)",
+            synth.counterfactual(tied, {task.artifact: task.artifact_absent}),
+        ),
+    ):
+        test_predictions = predict(erm.model, experiment.binary(test), device=experiment.device)
+        rep = experiment.evaluate(baselines.MethodPredictions("erm", erm.val, test_predictions))
+        auroc = rep.by_group[rep.by_group["metric"] == "auroc"]
+        rows += [
+            {
+                "modality": experiment.modality,
+                "strength": strength,
+                "test": name,
+                "group": r.group,
+                "auroc": r.value,
+                "lo": r.lo,
+                "hi": r.hi,
+            }
+            for r in auroc.itertuples()
+        ]
+    return pd.DataFrame(rows)
+
+
+def compare_baselines(
+    experiment: Experiment, *, strength: float, methods=baselines.METHODS
+) -> tuple[pd.DataFrame, dict[str, Report]]:
+    """Every baseline on one under-represented cohort: a table of per-group and gap numbers."""
+    task = experiment.task
+    reports, rows = {}, []
+    for method in tqdm(methods, desc=f"{experiment.modality} baselines", leave=False):
+        rep = experiment.evaluate(experiment.run(method, "under", strength))
+        reports[method] = rep
+        for metric in ("worst_recall", "worst_auroc", "equal_opportunity", "equalized_odds"):
+            value = rep.gaps[
+                (rep.gaps["metric"] == metric) & (rep.gaps["attribute"] == task.attribute)
+            ].iloc[0]
+            rows.append(
+                {
+                    "modality": experiment.modality,
+                    "method": method,
+                    "metric": metric,
+                    "value": value["value"],
+                    "lo": value["lo"],
+                    "hi": value["hi"],
+                }
+            )
+    return pd.DataFrame(rows), reports

@@ -1,0 +1,1 @@
+"""Bias mitigation: baselines (resampling, reweighting, GroupDRO, in-group, thresholds)."""

@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+import torch
+
+from fairkit import train
+from fairkit.data import synth
+from fairkit.models.classifier import backbone
+from fairkit.train import TrainConfig, fit, predict
+
+
+@pytest.fixture(scope="module")
+def cohorts():
+    splits = synth.make_splits(
+        "mri",
+        seed=0,
+        image_size=16,
+        n_train=192,
+        n_val=64,
+        n_test=64,
+        under={"attribute": "age_group", "group": "old", "fraction": 0.25},
+    )
+    return splits
+
+
+def model():
+    return backbone("small_cnn", in_channels=1, n_classes=2, image_size=16, width=4, seed=0)
+
+
+def weights(m):
+    return torch.cat(
+        [p.detach().flatten() for p in m.state_dict().values() if p.is_floating_point()]
+    )
+
+
+def test_same_seed_same_weights_other_seed_other_weights(cohorts):
+    config = TrainConfig(epochs=2, batch_size=32, seed=3, progress=False)
+    a = fit(model(), cohorts["train"], config=config, val=cohorts["val"]).model
+    torch.manual_seed(123)  # global state must not leak into the run
+    b = fit(model(), cohorts["train"], config=config, val=cohorts["val"]).model
+    c = fit(
+        model(),
+        cohorts["train"],
+        config=TrainConfig(epochs=2, batch_size=32, seed=4, progress=False),
+        val=cohorts["val"],
+    ).model
+    assert torch.equal(weights(a), weights(b))
+    assert not torch.equal(weights(a), weights(c))
+
+
+def test_resume_after_kill_gives_the_same_final_weights(cohorts, tmp_path, monkeypatch):
+    config = TrainConfig(
+        epochs=3, batch_size=32, seed=0, progress=False, checkpoint_dir=str(tmp_path / "ckpt")
+    )
+    reference = fit(
+        model(),
+        cohorts["train"],
+        config=TrainConfig(epochs=3, batch_size=32, seed=0, progress=False),
+        val=cohorts["val"],
+    )
+    calls = {"n": 0}
+    real_score = train.validation_score
+
+    def killed_in_second_epoch(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_score(*args)
+
+    monkeypatch.setattr(train, "validation_score", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), cohorts["train"], config=config, val=cohorts["val"])
+    assert (tmp_path / "ckpt" / "last.safetensors").exists()
+    monkeypatch.setattr(train, "validation_score", real_score)
+    resumed = fit(model(), cohorts["train"], config=config, val=cohorts["val"])
+    assert torch.equal(weights(resumed.model), weights(reference.model))
+    assert resumed.history["epoch"].tolist() == [0, 1, 2]
+    assert resumed.best_epoch == reference.best_epoch
+
+
+def test_zero_weight_samples_do_not_train(cohorts):
+    half = np.zeros(len(cohorts["train"]))
+    half[::2] = 1
+    config = TrainConfig(epochs=1, batch_size=32, seed=0, progress=False)
+    weighted = fit(model(), cohorts["train"], config=config, sample_weight=half).model
+    assert not torch.equal(
+        weights(weighted), weights(fit(model(), cohorts["train"], config=config).model)
+    )
+    with pytest.raises(ValueError, match="finite non-negative"):
+        fit(model(), cohorts["train"], config=config, sample_weight=-half)
+
+
+def test_group_balanced_sampling_draws_groups_equally(cohorts):
+    groups, n_groups = train._group_codes(cohorts["train"], "age_group")
+    config = TrainConfig(sampling="group_balanced", group_column="age_group")
+    order = train._epoch_order(len(groups), groups, n_groups, config, epoch=0)
+    share = groups[order].float().mean().item()
+    assert abs(share - 0.5) < 0.1 and abs(groups.float().mean().item() - 0.5) > 0.2
+
+
+def test_group_dro_upweights_the_group_with_higher_loss():
+    losses = torch.tensor([1.0, 1.0, 3.0, 3.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    loss, q = train._group_dro(losses, groups, torch.tensor([0.5, 0.5]), eta=0.5)
+    assert q[1] > q[0] and q.sum().item() == pytest.approx(1)
+    assert loss.item() == pytest.approx((q * torch.tensor([1.0, 3.0])).sum().item())
+
+
+def test_groupdro_and_worst_group_selection_run(cohorts):
+    config = TrainConfig(
+        epochs=2,
+        batch_size=32,
+        objective="groupdro",
+        group_column="age_group",
+        selection="worst_group",
+        progress=False,
+    )
+    result = fit(model(), cohorts["train"], config=config, val=cohorts["val"])
+    table = predict(result.model, cohorts["test"])
+    assert {"y_true", "y_pred", "score_healthy", "score_dementia", "age_group"} <= set(
+        table.columns
+    )
+    assert not any(c.startswith("u_") for c in table.columns)
+    assert np.allclose(table[["score_healthy", "score_dementia"]].sum(axis=1), 1, atol=1e-5)
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        TrainConfig(sampling="balanced")
+    with pytest.raises(ValueError, match="need group_column"):
+        TrainConfig(objective="groupdro")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11", "densenet121"])
+@pytest.mark.parametrize(("channels", "size"), [(1, 32), (3, 64)])
+def test_backbones_take_small_images(name, channels, size):
+    net = backbone(name, in_channels=channels, n_classes=4, image_size=size).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, channels, size, size))
+    assert out.shape == (2, 4)
+    if name == "vgg11":
+        assert sum(p.numel() for p in net.parameters()) < 10_000_000
+
+
+def test_missing_pretrained_weights_give_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        backbone("resnet18", in_channels=3, n_classes=2, image_size=32, pretrained=True)
