@@ -100,6 +100,9 @@ def main() -> None:
     if device.startswith("cuda"):
         variants += ["channels-last+bf16"]
         torch.backends.cudnn.benchmark = True
+        # cuDNN runs fp32 convolutions on TF32 tensor cores by default; the fp32 floor must use
+        # the same arithmetic, or steps "beat" it.
+        torch.backends.cuda.matmul.allow_tf32 = True
     rates = {"fp32": matmul_rate(device, torch.float32)}
     if device.startswith("cuda"):
         rates["bf16"] = matmul_rate(device, torch.bfloat16)

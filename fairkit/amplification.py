@@ -151,6 +151,15 @@ def sweep(experiment: Experiment, kind: str, strengths) -> tuple[pd.DataFrame, p
     return pd.concat(groups, ignore_index=True), pd.concat(gaps, ignore_index=True)
 
 
+def sweep_all(experiments, kind: str, strengths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``sweep`` on several modalities, the tables stacked."""
+    results = [sweep(e, kind, strengths) for e in experiments]
+    return (
+        pd.concat([g for g, _ in results], ignore_index=True),
+        pd.concat([d for _, d in results], ignore_index=True),
+    )
+
+
 def shortcut_test(experiment: Experiment, strength: float) -> pd.DataFrame:
     """The shortcut test: how much AUROC a model owes to an artifact tied to the disease.
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -81,6 +82,16 @@ class TrainResult:
 def as_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, C, H, W) images as float32 in [0, 1]."""
     return torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255)
+
+
+def _accelerator(config: TrainConfig) -> Accelerator:
+    """A fresh Accelerator for this run's device and precision.
+
+    accelerate keeps one process-wide state and refuses a second precision in the same process
+    (a chapter that trains fp32 and then bf16); resetting it between runs lifts that.
+    """
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
 
 
 def _group_codes(cohort: Cohort, column: str | None) -> tuple[torch.Tensor, int]:
@@ -199,7 +210,7 @@ def fit(
             weighted mean over each batch.
     """
     torch.manual_seed(config.seed)
-    accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
+    accelerator = _accelerator(config)
     device = accelerator.device
     x, y = as_tensor(train.images), torch.tensor(train.labels)
     weights = (

@@ -67,9 +67,9 @@ experiments = {m: amplification.Experiment(m, run.settings, seed, run.device) fo
 # the test set has the groups in equal numbers.
 
 # %%
-under = [amplification.sweep(e, "under", minority_fractions) for e in experiments.values()]
-under_groups = pd.concat([g for g, _ in under], ignore_index=True)
-under_gaps = pd.concat([d for _, d in under], ignore_index=True)
+under_groups, under_gaps = amplification.sweep_all(
+    experiments.values(), "under", minority_fractions
+)
 run.save_table(under_groups, "under_by_group")
 run.save_figure(
     plots.amplification_curves(
@@ -88,9 +88,9 @@ run.save_figure(
 # strength (0: independent; 1: a perfect shortcut). In the test set it is independent.
 
 # %%
-spurious = [amplification.sweep(e, "spurious", artifact_strengths) for e in experiments.values()]
-spurious_groups = pd.concat([g for g, _ in spurious], ignore_index=True)
-spurious_gaps = pd.concat([d for _, d in spurious], ignore_index=True)
+spurious_groups, spurious_gaps = amplification.sweep_all(
+    experiments.values(), "spurious", artifact_strengths
+)
 run.save_table(spurious_groups, "spurious_by_group")
 run.save_figure(
     plots.amplification_curves(

@@ -123,6 +123,12 @@ def test_groupdro_and_worst_group_selection_run(cohorts):
     assert np.allclose(table[["score_healthy", "score_dementia"]].sum(axis=1), 1, atol=1e-5)
 
 
+def test_runs_of_different_precision_follow_each_other(cohorts):
+    for precision in ("no", "bf16", "no"):
+        config = TrainConfig(epochs=1, batch_size=64, mixed_precision=precision, progress=False)
+        fit(model(), cohorts["train"], config=config)
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="sampling must be one of"):
         TrainConfig(sampling="balanced")
