@@ -38,7 +38,6 @@ from sklearn.metrics import (
 
 RATE_METRICS = ("accuracy", "precision", "recall", "f1", "fpr", "fnr", "selection_rate")
 METRICS = (*RATE_METRICS, "auroc", "ece")
-GAPS = ("equal_opportunity", "equalized_odds", "equalized_odds_mean", "demographic_parity")
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "auroc"}
 ECE_BINS = 10
 
