@@ -31,12 +31,15 @@ class Experiment:
     settings: Settings
     seed: int
     device: str
+    backbone: str | None = None
+    attribute: str | None = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def task(self) -> synth.BinaryTask:
-        """The modality's binary task and audited attribute."""
-        return synth.BINARY_TASKS[self.modality]
+        """The modality's binary task and audited attribute (``attribute`` overrides it)."""
+        task = synth.BINARY_TASKS[self.modality]
+        return task if self.attribute is None else replace(task, attribute=self.attribute)
 
     def config(self, **changes) -> TrainConfig:
         """The training config of this experiment."""
@@ -49,15 +52,15 @@ class Experiment:
         )
         return replace(base, **changes)
 
-    def make_model(self):
-        """A fresh classifier for this modality."""
-        channels = 3 if self.modality == "skin" else 1
+    def make_model(self, n_classes: int = 2):
+        """A fresh classifier for this modality (the mode's backbone unless ``backbone``)."""
+        name = self.backbone or self.settings.backbone
         return backbone(
-            self.settings.backbone,
-            in_channels=channels,
-            n_classes=2,
+            name,
+            in_channels=3 if self.modality == "skin" else 1,
+            n_classes=n_classes,
             image_size=self.settings.image_size,
-            width=self.settings.width,
+            width=self.settings.width if name == "small_cnn" else self.settings.backbone_width,
             seed=self.seed,
         )
 
@@ -80,15 +83,26 @@ class Experiment:
         return {k: self.binary(c) for k, c in cohorts.items()}
 
     def bias(self, kind: str, strength: float) -> dict:
-        """An under-representation of the minority group or a spurious artifact, as kwargs."""
+        """An under-representation of the minority group or a spurious artifact, as kwargs.
+
+        ``kind="none"`` keeps the causal model's own composition.
+        """
         task = self.task
+        if kind == "none":
+            return {}
         if kind == "under":
             return {"under": UnderRepresent(task.attribute, task.minority, strength)}
         if kind == "spurious":
             return {
                 "spurious": Spurious(task.artifact, task.positive, strength, task.artifact_value)
             }
-        raise ValueError(f"kind must be 'under' or 'spurious'; got {kind!r}")
+        raise ValueError(f"kind must be 'under', 'spurious' or 'none'; got {kind!r}")
+
+    def cohorts(self, kind: str, strength: float) -> dict[str, Cohort]:
+        """The splits of one bias setting, generated once and remembered."""
+        if (kind, strength) not in self._cache:
+            self._cache[(kind, strength)] = self.splits(**self.bias(kind, strength))
+        return self._cache[(kind, strength)]
 
     def run(self, method: str, kind: str, strength: float) -> baselines.MethodPredictions:
         """Predictions of ``method`` at one bias setting, trained once and remembered.
@@ -104,9 +118,7 @@ class Experiment:
                 erm, attribute=self.task.attribute, positive=self.task.names[1], seed=self.seed
             )
         else:
-            if (kind, strength) not in self._cache:
-                self._cache[(kind, strength)] = self.splits(**self.bias(kind, strength))
-            splits = self._cache[(kind, strength)]
+            splits = self.cohorts(kind, strength)
             out = baselines.run_method(
                 method,
                 make_model=self.make_model,

@@ -259,3 +259,120 @@ def shortcut_bars(table: pd.DataFrame, *, title: str):
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     return fig
+
+
+def group_intervals(table: pd.DataFrame, *, y: str, panels: str, title: str):
+    """Per-group values with 95% intervals: one panel per (``panels`` value, metric).
+
+    ``y`` lists the compared things (methods, variants) down each panel; groups are coloured
+    with their fixed colours. The table has columns attribute, group, metric, value, lo, hi.
+    """
+    rows_of = list(pd.unique(table[panels]))
+    metrics = list(pd.unique(table["metric"]))
+    things = list(pd.unique(table[y]))
+    fig, axes = plt.subplots(
+        len(rows_of),
+        len(metrics),
+        figsize=(3.3 * len(metrics) + 1.5, 0.33 * len(things) * len(rows_of) + 1.6),
+        squeeze=False,
+        sharex=True,
+    )
+    for i, panel in enumerate(rows_of):
+        part = table[table[panels] == panel]
+        attribute = part["attribute"].iloc[0]
+        colours = palette(attribute, sorted(part["group"].unique()))
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            for k, (group, colour) in enumerate(colours.items()):
+                rows = part[(part["metric"] == metric) & (part["group"] == group)]
+                rows = rows.set_index(y).reindex(things)
+                pos = np.arange(len(things)) + (k - (len(colours) - 1) / 2) * 0.25
+                err = np.vstack([rows["value"] - rows["lo"], rows["hi"] - rows["value"]])
+                ax.errorbar(
+                    rows["value"],
+                    pos,
+                    xerr=np.nan_to_num(err.clip(min=0)),
+                    fmt="o",
+                    color=colour,
+                    capsize=2,
+                    label=str(group),
+                )
+            ax.set_yticks(range(len(things)), things if j == 0 else [""] * len(things))
+            ax.invert_yaxis()
+            ax.set(xlabel=f"{metric} (0–1)", title=str(panel) if j == 0 else "")
+        axes[i, -1].legend(
+            title=attribute.replace("_", " "),
+            frameon=False,
+            loc="upper left",
+            bbox_to_anchor=(1, 1),
+        )
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sharing_curve(table: pd.DataFrame, *, attribute: str, title: str):
+    """Per-group F1 (95% CI) and training cost against the number of shared backbone stages."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = palette(attribute, sorted(table["group"].unique()))
+    _errorbars(left, table, x="shared", hue="group", palette_=colours, dodge=0.05)
+    total = int(table["of"].iloc[0])
+    left.set(
+        xlabel=f"stages shared by all groups (of {total})",
+        ylabel="test F1 of the group's model (0–1)",
+    )
+    left.legend(title=attribute.replace("_", " "), frameon=False)
+    cost = table.drop_duplicates("shared").sort_values("shared")
+    right.plot(cost["shared"], cost["seconds"], marker="o", color="0.2", label="training time")
+    right.set(xlabel=f"stages shared by all groups (of {total})", ylabel="training time (s)")
+    twin = right.twinx()
+    twin.plot(cost["shared"], cost["parameters"] / 1e6, marker="s", ls="--", color="#2E86C1")
+    twin.set_ylabel("parameters (millions)", color="#2E86C1")
+    twin.grid(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def mixing_curve(table: pd.DataFrame, *, attribute: str, title: str):
+    """Each group's own-model F1 (95% CI) against the out-of-group share of its training set."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    colours = palette(attribute, sorted(table["group"].unique()))
+    _errorbars(ax, table, x="ratio", hue="group", palette_=colours, dodge=0.01)
+    ax.set(
+        xlabel="out-of-group training images per in-group image",
+        ylabel="test F1 of the group's model (0–1)",
+        title=title,
+    )
+    ax.legend(title=f"target {attribute.replace('_', ' ')}", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def weight_histograms(
+    weights: np.ndarray, in_group: np.ndarray, groups, *, attribute: str, title: str
+):
+    """Distribution of SPARE weights per target group, in-group against out-of-group samples."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.4), squeeze=False)
+    colours = palette(attribute, groups)
+    for g, (ax, group) in enumerate(zip(axes[0], groups, strict=True)):
+        frame = pd.DataFrame(
+            {
+                "weight": weights[:, g],
+                "sample": np.where(in_group[:, g], f"{group} (in-group)", "other groups"),
+            }
+        )
+        sns.histplot(
+            frame,
+            x="weight",
+            hue="sample",
+            bins=np.linspace(0, 1, 21),
+            palette={f"{group} (in-group)": colours[group], "other groups": "0.6"},
+            ax=ax,
+            element="step",
+            stat="count",
+        )
+        ax.set(title=f"model for {group}", xlabel="SPARE weight (0–1]", ylabel="training images")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

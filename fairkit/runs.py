@@ -65,6 +65,8 @@ class Settings:
     width: int
     n_boot: int
     backbone: str
+    backbone_width: int  # first-stage channels of ResNet-18 / VGG-11 (64: torchvision's)
+    backbones: tuple[str, ...]  # architectures a chapter compares (SPARE: ResNet-18, VGG-11)
 
 
 SETTINGS = {
@@ -77,6 +79,8 @@ SETTINGS = {
         width=8,
         n_boot=20,
         backbone="small_cnn",
+        backbone_width=4,
+        backbones=("small_cnn",),
     ),
     "quick": Settings(
         n_train=2000,
@@ -87,6 +91,8 @@ SETTINGS = {
         width=16,
         n_boot=200,
         backbone="small_cnn",
+        backbone_width=8,
+        backbones=("small_cnn",),
     ),
     "full": Settings(
         n_train=40000,
@@ -97,6 +103,8 @@ SETTINGS = {
         width=64,
         n_boot=1000,
         backbone="resnet18",
+        backbone_width=64,
+        backbones=("resnet18", "vgg11"),
     ),
 }
 

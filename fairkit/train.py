@@ -207,19 +207,17 @@ def fit(
         config: the loop's settings.
         val: validation cohort for model selection and early stopping (None: last epoch).
         sample_weight: per-sample weights (e.g. SPARE's, in (0, 1]); the loss is their
-            weighted mean over each batch.
+            weighted mean over each batch. A model with several heads (output (B, H, classes),
+            see ``head_index``) takes one column of weights per head, shape (N, H); its loss is
+            the sum over heads.
     """
     torch.manual_seed(config.seed)
     accelerator = _accelerator(config)
     device = accelerator.device
     x, y = as_tensor(train.images), torch.tensor(train.labels)
-    weights = (
-        torch.ones(len(train))
-        if sample_weight is None
-        else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
-    )
-    if weights.shape != (len(train),) or not torch.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError(f"sample_weight must hold {len(train)} finite non-negative values")
+    weights = _weight_matrix(sample_weight, len(train), len(getattr(model, "head_names", "h")))
+    if weights.shape[1] > 1 and config.objective == "groupdro":
+        raise ValueError("GroupDRO trains one head; this model has one head per group")
     groups, n_groups = _group_codes(train, config.group_column)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -266,16 +264,17 @@ def fit(
             if config.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with accelerator.autocast():
-                per_sample = nn.functional.cross_entropy(
-                    step_model(batch), y[idx].to(device), reduction="none"
-                ).float()
+                per_sample = _per_sample_loss(step_model(batch), y[idx].to(device))
             w = weights[idx].to(device)
             if config.objective == "groupdro":
                 loss, dro_q = _group_dro(
-                    per_sample * w, groups[idx].to(device), dro_q.to(device), config.dro_eta
+                    per_sample[:, 0] * w[:, 0],
+                    groups[idx].to(device),
+                    dro_q.to(device),
+                    config.dro_eta,
                 )
-            else:
-                loss = (per_sample * w).sum() / w.sum().clamp_min(1e-12)
+            else:  # each head's weighted mean, summed over heads
+                loss = ((per_sample * w).sum(0) / w.sum(0).clamp_min(1e-12)).sum()
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -311,6 +310,50 @@ def fit(
     return TrainResult(model.eval(), pd.DataFrame(state["history"]), state["best_epoch"], config)
 
 
+def _weight_matrix(sample_weight, n: int, n_heads: int) -> torch.Tensor:
+    """Sample weights as an (n, heads) tensor; ones when none are given."""
+    if sample_weight is None:
+        return torch.ones(n, n_heads)
+    weights = torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
+    weights = weights[:, None] if weights.ndim == 1 and n_heads == 1 else weights
+    if weights.shape != (n, n_heads) or not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(
+            f"sample_weight must hold finite non-negative values of shape ({n},)"
+            f"{f' or ({n}, {n_heads})' if n_heads > 1 else ''}; got {tuple(weights.shape)}"
+        )
+    return weights
+
+
+def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per sample and head, shape (B, heads), for (B, C) or (B, heads, C) logits."""
+    logits = logits[:, None] if logits.ndim == 2 else logits
+    heads = logits.shape[1]
+    return (
+        nn.functional.cross_entropy(
+            logits.flatten(0, 1), y.repeat_interleave(heads), reduction="none"
+        )
+        .float()
+        .view(-1, heads)
+    )
+
+
+def head_index(model: nn.Module, cohort: Cohort) -> np.ndarray | None:
+    """Which head scores each sample, for models with one head per group; None otherwise.
+
+    Such a model names the metadata column that picks the head (``head_column``) and the value
+    that each head serves (``head_names``).
+    """
+    model = getattr(model, "module", model)
+    column = getattr(model, "head_column", None)
+    if column is None:
+        return None
+    values = cohort.meta[column].astype(str)
+    unknown = sorted(set(values) - set(model.head_names))
+    if unknown:
+        raise ValueError(f"{column}={unknown} has no head; the model has {list(model.head_names)}")
+    return values.map({v: k for k, v in enumerate(model.head_names)}).to_numpy()
+
+
 def _group_dro(losses: torch.Tensor, groups: torch.Tensor, q: torch.Tensor, eta: float):
     """Online GroupDRO (Sagawa et al. 2020, Algorithm 1): up-weight the worst groups' loss.
 
@@ -332,9 +375,9 @@ def _probabilities(
 ) -> np.ndarray:
     model.eval()
     x = as_tensor(cohort.images)
-    return torch.cat(
-        [model(b.to(device)).float().softmax(1).cpu() for b in x.split(batch_size)]
-    ).numpy()
+    probs = torch.cat([model(b.to(device)).float().softmax(-1).cpu() for b in x.split(batch_size)])
+    heads = head_index(model, cohort)
+    return (probs if heads is None else probs[torch.arange(len(x)), torch.tensor(heads)]).numpy()
 
 
 def predict(

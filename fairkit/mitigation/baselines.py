@@ -7,6 +7,7 @@ training (one model per group, each patient scored by their group's model); and 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -29,13 +30,15 @@ class MethodPredictions:
     ``decision`` in the test table holds decisions made by the method itself (post-processing,
     or group-specific thresholds); the report then uses them instead of one threshold.
 
-    ``model`` is the trained network (None for in-group training, which has one per group).
+    ``model`` is the trained network (None for in-group training, which has one per group);
+    ``seconds`` the wall time of its training.
     """
 
     method: str
     val: pd.DataFrame
     test: pd.DataFrame
     model: object = None
+    seconds: float = float("nan")
 
 
 def inverse_frequency_weights(groups: pd.Series) -> np.ndarray:
@@ -58,9 +61,11 @@ def run_method(
     """Train (and post-process) one baseline; return its validation and test predictions."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    start = time.perf_counter()
     device = config.device
     if method == "in_group":
-        return _in_group(make_model, train, val, test, attribute, config)
+        out = _in_group(make_model, train, val, test, attribute, config)
+        return replace(out, seconds=time.perf_counter() - start)
     weights = None
     if method == "resample":
         config = replace(config, sampling="group_balanced", group_column=attribute)
@@ -69,8 +74,13 @@ def run_method(
     elif method == "reweight":
         weights = inverse_frequency_weights(train.meta[attribute])
     model = fit(make_model(), train, config=config, val=val, sample_weight=weights).model
+    seconds = time.perf_counter() - start
     out = MethodPredictions(
-        method, predict(model, val, device=device), predict(model, test, device=device), model
+        method,
+        predict(model, val, device=device),
+        predict(model, test, device=device),
+        model,
+        seconds,
     )
     return (
         postprocess(out, attribute=attribute, positive=train.classes[1], seed=config.seed)
@@ -86,13 +96,12 @@ def postprocess(
     test = erm.test.assign(
         decision=_threshold_optimizer(erm.val, erm.test, attribute, positive, seed)
     )
-    return MethodPredictions("threshold", erm.val, test, erm.model)
+    return MethodPredictions("threshold", erm.val, test, erm.model, erm.seconds)
 
 
 def _in_group(make_model, train, val, test, attribute, config) -> MethodPredictions:
     """One model per group, each with its own threshold chosen on its group's validation data."""
     vals, tests = [], []
-    positive = train.classes[1]
     for group in sorted(train.meta[attribute].unique()):
         rows = {
             name: c.subset(c.meta[attribute] == group)
@@ -103,16 +112,29 @@ def _in_group(make_model, train, val, test, attribute, config) -> MethodPredicti
                 f"in-group training: {attribute}={group!r} lacks one class in train or val"
             )
         model = fit(make_model(), rows["train"], config=config, val=rows["val"]).model
-        val_g = predict(model, rows["val"], device=config.device)
-        test_g = predict(model, rows["test"], device=config.device)
-        threshold = choose_threshold(val_g, positive=positive)
-        vals.append(val_g)
-        tests.append(
-            test_g.assign(decision=(positive_scores(test_g, positive) >= threshold).astype(int))
-        )
-    return MethodPredictions(
-        "in_group", pd.concat(vals, ignore_index=True), pd.concat(tests, ignore_index=True)
+        vals.append(predict(model, rows["val"], device=config.device))
+        tests.append(predict(model, rows["test"], device=config.device))
+    val_p, test_p = pd.concat(vals, ignore_index=True), pd.concat(tests, ignore_index=True)
+    decision = group_threshold_decisions(
+        val_p, test_p, attribute=attribute, positive=train.classes[1]
     )
+    return MethodPredictions("in_group", val_p, test_p.assign(decision=decision))
+
+
+def group_threshold_decisions(
+    val: pd.DataFrame, test: pd.DataFrame, *, attribute: str, positive: str
+) -> np.ndarray:
+    """Decisions on ``test`` with one threshold per group, each chosen on that group's val.
+
+    For group-specific models (in-group training, SPARE), whose scores are not on one scale.
+    """
+    decision = np.zeros(len(test), dtype=int)
+    scores = positive_scores(test, positive)
+    for group, rows in val.groupby(attribute):
+        threshold = choose_threshold(rows, positive=positive)
+        hit = (test[attribute] == group).to_numpy()
+        decision[hit] = scores[hit] >= threshold
+    return decision
 
 
 class _GivenScore(BaseEstimator, ClassifierMixin):
