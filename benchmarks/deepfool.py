@@ -33,8 +33,7 @@ def per_sample_deepfool(model, x, *, overshoot=0.02, max_iter=50):
             if logits.argmax().item() != original:
                 break
             grads = [
-                torch.autograd.grad(logits[k], xa, retain_graph=True)[0]
-                for k in range(len(logits))
+                torch.autograd.grad(logits[k], xa, retain_graph=True)[0] for k in range(len(logits))
             ]
             best = None
             for k in range(len(logits)):

@@ -134,29 +134,36 @@ def _deepfool_pool(model, x0, candidates, target, overshoot, max_iter, batch_siz
 
     Inputs that have crossed leave the batch and waiting ones take their places, so every
     gradient call runs on a full batch (small leftover batches waste most of a CPU's time).
+    Without a target, an input's prediction and candidate classes come from its first step's
+    forward pass, saving a separate pass.
     """
-    n = len(x0)
+    n, device = len(x0), x0.device
     if x0.ndim == 4:  # about twice as fast for convolutions on CPU
         x0 = x0.contiguous(memory_format=torch.channels_last)
+    original = torch.full((n,), -1, dtype=torch.long, device=device)  # -1: not seen yet
     with torch.no_grad():
-        logits = torch.cat([model(b) for b in x0.split(batch_size)])
-    original = logits.argmax(1)
-    if target is None:
-        others = logits.scatter(1, original[:, None], -torch.inf)
-        ranked = others.topk(min(candidates, logits.shape[1] - 1), dim=1).indices
-    else:
-        ranked = torch.full((n, 1), target, device=x0.device)
+        n_classes = model(x0[:1]).shape[1]
+    width = 1 if target is not None else min(candidates, n_classes - 1)
+    ranked = torch.full((n, width), -1, dtype=torch.long, device=device)
+    if target is not None:
+        with torch.no_grad():
+            original = torch.cat([model(b).argmax(1) for b in x0.split(batch_size)])
+        ranked[:] = target
     r = torch.zeros_like(x0)
-    iterations = torch.zeros(n, dtype=torch.long, device=x0.device)
-    converged = torch.ones(n, dtype=torch.bool, device=x0.device)
-    waiting = _not_crossed(original, original, target).nonzero().flatten()
-    working = waiting[:0]
+    iterations = torch.zeros(n, dtype=torch.long, device=device)
+    converged = torch.ones(n, dtype=torch.bool, device=device)
+    waiting = (original != target).nonzero().flatten() if target is not None else torch.arange(n)
+    working = waiting[:0].to(device)
+    waiting = waiting.to(device)
     while len(working) or len(waiting):
         fill = batch_size - len(working)
         working, waiting = torch.cat([working, waiting[:fill]]), waiting[fill:]
         # Linearise at the overshot point, as the original algorithm does.
         point = x0[working] + (1 + overshoot) * r[working]
-        r[working] += _linearised_step(model, point, original[working], ranked[working])
+        step, original[working], ranked[working] = _linearised_step(
+            model, point, original[working], ranked[working]
+        )
+        r[working] += step
         iterations[working] += 1
         with torch.no_grad():
             label = model(x0[working] + (1 + overshoot) * r[working]).argmax(1)
@@ -182,10 +189,19 @@ def _linearised_step(model, x, original, ranked):
     """One DeepFool step for each input: r_i = |f_l| / ||w_l||^2 * w_l for the nearest l.
 
     f_k = logit_k - logit_original and w_k its input gradient, for every candidate k; the
-    gradients of all candidates come from one batched vector-Jacobian product.
+    gradients of all candidates come from one batched vector-Jacobian product. Inputs seen for
+    the first time (``original`` -1) take their prediction and top candidates from this pass.
+    Returns the steps and the (completed) ``original`` and ``ranked``.
     """
     x = x.detach().requires_grad_(True)
     logits = model(x)
+    fresh = original < 0
+    if fresh.any():
+        original, ranked = original.clone(), ranked.clone()
+        seen = logits.detach()[fresh]
+        original[fresh] = seen.argmax(1)
+        others = seen.scatter(1, original[fresh][:, None], -torch.inf)
+        ranked[fresh] = others.topk(ranked.shape[1], dim=1).indices
     f = logits.gather(1, ranked) - logits.gather(1, original[:, None])  # (B, K)
     k = f.shape[1]
     if k == 1:
@@ -199,7 +215,7 @@ def _linearised_step(model, x, original, ranked):
     nearest = (f.detach().abs() / norms).argmin(1)
     rows = torch.arange(len(x), device=x.device)
     step = f.detach()[rows, nearest].abs() / norms[rows, nearest] ** 2
-    return (step[:, None] * w[rows, nearest]).view_as(x)
+    return (step[:, None] * w[rows, nearest]).view_as(x), original, ranked
 
 
 # --------------------------------------------------------------------------- distances
