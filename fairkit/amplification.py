@@ -20,7 +20,7 @@ from fairkit.runs import Settings
 from fairkit.train import TrainConfig, predict
 
 PER_GROUP = ("recall", "fpr", "auroc")
-GAPS = ("equalized_odds", "equal_opportunity")
+GAPS = ("equalized_odds", "equal_opportunity", "gap_auroc")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Experiment:
     device: str
     backbone: str | None = None
     attribute: str | None = None
+    fixed_majority: bool = False
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -69,14 +70,23 @@ class Experiment:
         return cohort.binarize(list(self.task.positive), names=self.task.names)
 
     def splits(self, **bias) -> dict[str, Cohort]:
-        """Biased train/val, balanced unbiased test and external cohorts, as the binary task."""
+        """Biased train/val, balanced unbiased test and external cohorts, as the binary task.
+
+        With ``fixed_majority``, an under-representation keeps the majority group at half of
+        ``n_train`` images and removes minority images (the training set shrinks with them),
+        instead of replacing minority images by majority ones at a fixed total.
+        """
         s = self.settings
+        n_train = s.n_train
+        under = bias.get("under")
+        if self.fixed_majority and under is not None:
+            n_train = round(s.n_train * 0.5 / (1 - under.fraction))
         cohorts = synth.make_splits(
             self.modality,
             seed=self.seed,
             image_size=s.image_size,
-            n_train=s.n_train,
-            n_val=max(s.n_train // 4, 64),
+            n_train=n_train,
+            n_val=max(n_train // 4, 64),
             n_test=s.n_test,
             **bias,
         )

@@ -20,6 +20,9 @@ GROUP_COLORS = {
 }
 
 
+GAP_LABELS = {"equalized_odds": "equalized-odds gap", "gap_auroc": "AUROC gap (max − min)"}
+
+
 def set_theme() -> None:
     """Apply the book's single seaborn theme."""
     sns.set_theme(context="notebook", style="whitegrid", font_scale=1.0)
@@ -169,9 +172,15 @@ def _errorbars(ax, table: pd.DataFrame, *, x: str, hue: str, palette_: dict, dod
 
 
 def amplification_curves(
-    groups: pd.DataFrame, gaps: pd.DataFrame, *, metric: str, xlabel: str, title: str
+    groups: pd.DataFrame,
+    gaps: pd.DataFrame,
+    *,
+    metric: str,
+    xlabel: str,
+    title: str,
+    gap: str = "equalized_odds",
 ):
-    """Per-group ``metric`` and the equalized-odds gap against bias strength, 95% intervals.
+    """Per-group ``metric`` and a gap (default equalized odds) against bias strength, 95% CIs.
 
     One column of panels per modality: top the groups' metric, bottom the gap.
     """
@@ -192,15 +201,16 @@ def amplification_curves(
         )
         axes[0, j].set(title=modality, ylabel=f"{metric} (0–1)")
         axes[0, j].legend(title=attribute.replace("_", " "), frameon=False)
-        gap = gaps[(gaps["modality"] == modality) & (gaps["metric"] == "equalized_odds")]
+        label = GAP_LABELS.get(gap, gap)
+        rows = gaps[(gaps["modality"] == modality) & (gaps["metric"] == gap)]
         _errorbars(
             axes[1, j],
-            gap.assign(series="equalized-odds gap"),
+            rows.assign(series=label),
             x="strength",
             hue="series",
-            palette_={"equalized-odds gap": "0.2"},
+            palette_={label: "0.2"},
         )
-        axes[1, j].set(xlabel=xlabel, ylabel="equalized-odds gap (0–1)")
+        axes[1, j].set(xlabel=xlabel, ylabel=f"{label} (0–1)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

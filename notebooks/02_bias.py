@@ -41,6 +41,7 @@ modalities = ["skin", "cxr", "mri"]
 minority_fractions = [0.5, 0.25, 0.1]
 artifact_strengths = [0.0, 0.5, 0.9]
 baseline_fraction = 0.1
+fixed_majority = True
 
 # %%
 import pandas as pd
@@ -57,14 +58,24 @@ run = runs.start(
     minority_fractions=minority_fractions,
     artifact_strengths=artifact_strengths,
     baseline_fraction=baseline_fraction,
+    fixed_majority=fixed_majority,
 )
 run.banner()
-experiments = {m: amplification.Experiment(m, run.settings, seed, run.device) for m in modalities}
+experiments = {
+    m: amplification.Experiment(m, run.settings, seed, run.device, fixed_majority=fixed_majority)
+    for m in modalities
+}
 
 # %% [markdown]
 # ## Under-representation
 # The minority group (dark skin, women, the old) makes up a decreasing fraction of training;
-# the test set has the groups in equal numbers.
+# the test set has the groups in equal numbers. With `fixed_majority` (the default) the majority
+# keeps half of the quick-mode training size and minority images are taken away, so the question
+# is only "fewer images of this group". With `fixed_majority=False` the total stays fixed and
+# every minority image removed is replaced by a majority one; then two effects mix, since more
+# majority images can also teach the minority's model (SPARE's chapter returns to this).
+# AUROC does not depend on a threshold; recall and the equalized-odds gap do, and the threshold
+# is chosen on a validation set that is as biased as training.
 
 # %%
 under_groups, under_gaps = amplification.sweep_all(
@@ -75,11 +86,22 @@ run.save_figure(
     plots.amplification_curves(
         under_groups,
         under_gaps,
-        metric="recall",
+        metric="auroc",
+        gap="gap_auroc",
         xlabel="minority share of training images",
-        title="Recall per group and equalized-odds gap vs. under-representation",
+        title="AUROC per group and AUROC gap vs. under-representation",
     ),
     "under_curves",
+)
+run.save_figure(
+    plots.amplification_curves(
+        under_groups,
+        under_gaps,
+        metric="recall",
+        xlabel="minority share of training images",
+        title="Recall per group and equalized-odds gap (at the validation threshold)",
+    ),
+    "under_recall",
 )
 
 # %% [markdown]
@@ -158,16 +180,32 @@ metrics = run.save_table(
 )
 lines = []
 for modality in modalities:
-    gap = under_gaps[
-        (under_gaps["modality"] == modality) & (under_gaps["metric"] == "equalized_odds")
-    ]
-    first, last = gap.iloc[0], gap.iloc[-1]
+    ends = {
+        metric: under_gaps[
+            (under_gaps["modality"] == modality) & (under_gaps["metric"] == metric)
+        ].iloc[[0, -1]]
+        for metric in ("gap_auroc", "equalized_odds")
+    }
+    minority = experiments[modality].task.minority
+    auroc = under_groups[
+        (under_groups["modality"] == modality)
+        & (under_groups["metric"] == "auroc")
+        & (under_groups["group"] == minority)
+    ].iloc[[0, -1]]
     drop = shortcut[shortcut["modality"] == modality].groupby("test", sort=False)["auroc"].mean()
+    shares = f"{auroc.strength.iloc[0]:.0%} → {auroc.strength.iloc[1]:.0%}"
     lines.append(
-        f"- **{modality}**: the equalized-odds gap goes from **{first.value:.3f}** "
-        f"[{first.lo:.3f}, {first.hi:.3f}] at a minority share of {first.strength:.0%} to "
-        f"**{last.value:.3f}** [{last.lo:.3f}, {last.hi:.3f}] at {last.strength:.0%}. "
-        f"Removing the artifact moves mean AUROC from {drop.iloc[0]:.3f} to {drop.iloc[1]:.3f}."
+        f"- **{modality}** (minority share {shares}): {minority} AUROC "
+        + " → ".join(f"**{r.value:.3f}** [{r.lo:.3f}, {r.hi:.3f}]" for r in auroc.itertuples())
+        + "; AUROC gap "
+        + " → ".join(
+            f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for r in ends["gap_auroc"].itertuples()
+        )
+        + "; equalized-odds gap "
+        + " → ".join(
+            f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for r in ends["equalized_odds"].itertuples()
+        )
+        + f". Removing the artifact moves mean AUROC from {drop.iloc[0]:.3f} to {drop.iloc[1]:.3f}."
     )
 display(Markdown("\n".join(lines)))
 Markdown(
@@ -182,6 +220,8 @@ Markdown(
 #   gap keep growing as the group nearly vanishes?
 # - `python -m fairkit run notebooks/02_bias.py -p modalities "['skin']" -p seed 1`: how much do
 #   the curves move with the seed?
+# - `python -m fairkit run notebooks/02_bias.py -p fixed_majority False`: replace minority images
+#   by majority ones at a fixed total; does the minority still lose?
 # - `python -m fairkit run notebooks/02_bias.py -p mode full` on a GPU: ResNet-18 at 64 px.
 
 # %%
