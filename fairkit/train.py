@@ -84,7 +84,7 @@ def as_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255)
 
 
-def _accelerator(config: TrainConfig) -> Accelerator:
+def make_accelerator(config: TrainConfig) -> Accelerator:
     """A fresh Accelerator for this run's device and precision.
 
     accelerate keeps one process-wide state and refuses a second precision in the same process
@@ -212,7 +212,7 @@ def fit(
             the sum over heads.
     """
     torch.manual_seed(config.seed)
-    accelerator = _accelerator(config)
+    accelerator = make_accelerator(config)
     device = accelerator.device
     x, y = as_tensor(train.images), torch.tensor(train.labels)
     weights = _weight_matrix(sample_weight, len(train), len(getattr(model, "head_names", "h")))

@@ -107,9 +107,9 @@ run.save_figure(
 )
 display(spare.effective_share(weights, in_group, groups).round(3))
 epoch = main.baseline("erm").seconds / run.settings.epochs
-print(
-    f"DeepFool distances of {len(in_group)} training images (task and group model): "
-    f"{main.seconds():.1f} s, the time of {main.seconds() / epoch:.1f} ERM training epochs"
+Markdown(
+    f"DeepFool distances of the {len(in_group)} training images (task and group model) took "
+    f"{main.seconds():.1f} s, the time of {main.seconds() / epoch:.1f} ERM training epochs."
 )
 
 # %% [markdown]

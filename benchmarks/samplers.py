@@ -1,0 +1,102 @@
+"""Diffusion samplers side by side on one trained model: speed and condition agreement.
+
+Trains a small conditional model on skin images (skin group and sex as conditions), and a skin
+group classifier on real images; then for DDPM-1000, DDIM {10, 20, 50} and DPM-Solver++ {10, 20}
+prints seconds per image and how often the classifier finds the requested skin group, and the
+speed-up over DDPM at equal agreement. Last, guidance as one batch of 2B against two calls of B.
+Usage: python benchmarks/samplers.py [--steps 1500] [--n 64] [--size 16] [--device auto]
+"""
+
+import argparse
+import time
+
+import torch
+
+from fairkit.data import Cohort, synth
+from fairkit.mitigation.spare import train_group_classifier
+from fairkit.models import diffusion as D
+from fairkit.models.classifier import backbone
+from fairkit.train import TrainConfig, predict
+
+SAMPLERS = [("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("dpmsolver", 10),
+            ("dpmsolver", 20)]  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = (
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    cohort = synth.generate("skin", 4000, seed=0, image_size=args.size)
+    vocabulary = {"skin_group": ("dark", "light"), "sex": ("F", "M")}
+    model = D.ConditionalUNet(
+        vocabulary=vocabulary, image_size=args.size, channels=3, block_out_channels=(32, 64)
+    )
+    config = D.DiffusionConfig(steps=args.steps, batch_size=64, device=device)
+    model, history = D.train_diffusion(model, cohort, config=config)
+    model.to(device)
+    print(f"model trained {args.steps} steps, last loss {history['loss'].iloc[-50:].mean():.3f}")
+
+    def make(n_classes):
+        return backbone("small_cnn", in_channels=3, n_classes=n_classes, image_size=args.size,
+                        width=16, seed=0)  # fmt: skip
+
+    train, val = cohort.subset(range(3000)), cohort.subset(range(3000, 4000))
+    judge, groups = train_group_classifier(
+        make, train, val, attribute="skin_group", config=TrainConfig(epochs=3, progress=False)
+    )
+    wanted = cohort.meta.iloc[: args.n].assign(
+        skin_group=["dark", "light"] * (args.n // 2), sex="F"
+    )
+    codes = model.conditions.codes(wanted)
+    rows = []
+    for sampler, steps in SAMPLERS:
+        generator = torch.Generator().manual_seed(0)
+        start = time.perf_counter()
+        images = D.sample(model, codes, sampler=sampler, steps=steps, generator=generator)
+        seconds = (time.perf_counter() - start) / args.n
+        made = Cohort(D.to_uint8(images), wanted.assign(label=0), "skin", groups)
+        agree = (
+            predict(judge, made)["y_pred"].map(dict(enumerate(groups)))
+            == wanted["skin_group"].to_numpy()
+        ).mean()
+        rows.append((sampler, steps, seconds, agree))
+        print(f"  {sampler:>9} {steps:>4} steps: {seconds * 1000:8.1f} ms/image, "
+              f"skin group as requested {agree:.1%}")  # fmt: skip
+    ddpm = rows[0]
+    for sampler, steps, seconds, agree in rows[1:]:
+        if agree >= ddpm[3] - 0.02:
+            print(f"{sampler}-{steps} matches DDPM-1000's agreement (within 2 points) "
+                  f"{ddpm[2] / seconds:.0f}x faster")  # fmt: skip
+
+    x = torch.randn(args.n, 3, args.size, args.size, device=device)
+    t = torch.full((args.n,), 500, device=device)
+    null = model.conditions.null.expand_as(codes).to(device)
+    codes = codes.to(device)
+    with torch.no_grad():
+        timings = {}
+        for name, call in (
+            ("one batch of 2B", lambda: D.guided_noise(model, x, t, codes, 2.0)),
+            ("two calls of B", lambda: (model(x, t, codes), model(x, t, null))),
+        ):
+            call()
+            start = time.perf_counter()
+            for _ in range(10):
+                call()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            timings[name] = (time.perf_counter() - start) / 10
+    print(
+        f"guidance: one batch of 2B {timings['one batch of 2B'] * 1000:.1f} ms, two calls of B "
+        f"{timings['two calls of B'] * 1000:.1f} ms: "
+        f"{timings['two calls of B'] / timings['one batch of 2B']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
