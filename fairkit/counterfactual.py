@@ -35,7 +35,9 @@ def regenerate(
     factual = model.conditions.codes(cohort.meta)
     wanted = model.conditions.codes(target)
     noise = D.invert(model, D.to_model_range(cohort.images), factual, steps=steps)
-    images = D.sample(model, wanted, sampler="ddim", steps=steps, guidance=guidance, noise=noise)
+    images = D.sample(
+        model, wanted, sampler="ddim", steps=steps, guidance=guidance, noise=noise, clip=False
+    )
     return Cohort(
         D.to_uint8(images), target.reset_index(drop=True), cohort.modality, cohort.classes
     )

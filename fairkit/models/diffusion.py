@@ -287,15 +287,27 @@ def _resume(path, model, ema, optimizer, lr_schedule):
 # --------------------------------------------------------------------------- sampling
 
 
-def make_scheduler(name: str, train_timesteps: int = 1000):
-    """A diffusers sampler with the training noise schedule: ddpm, ddim or dpmsolver (++)."""
+def make_scheduler(name: str, *, clip: bool = True, train_timesteps: int = 1000):
+    """A diffusers sampler with the training noise schedule: ddpm, ddim or dpmsolver (++).
+
+    ``clip`` keeps each step's predicted clean image in [-1, 1] (DPM-Solver++ by dynamic
+    thresholding): near t = T the cosine schedule's signal is ~0, and an unclipped estimate of
+    the clean image explodes there. Regeneration from an inversion leaves it off, to mirror the
+    unclipped inversion.
+    """
     common = {"num_train_timesteps": train_timesteps, "beta_schedule": "squaredcos_cap_v2"}
     if name == "ddpm":
-        return DDPMScheduler(**common)
+        return DDPMScheduler(**common, clip_sample=clip)
     if name == "ddim":
-        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False)
+        return DDIMScheduler(**common, clip_sample=clip, set_alpha_to_one=False)
     if name == "dpmsolver":
-        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+        return DPMSolverMultistepScheduler(
+            **common,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            thresholding=clip,
+            sample_max_value=1.0,
+        )
     raise ValueError(f"sampler must be one of {SAMPLERS}; got {name!r}")
 
 
@@ -319,6 +331,7 @@ def sample(
     guidance: float = 2.0,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
+    clip: bool = True,
     batch_size: int = 256,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -335,7 +348,7 @@ def sample(
     for start in tqdm(range(0, len(codes), batch_size), desc="sampling", disable=not progress):
         part = x[start : start + batch_size].to(device)
         c = codes[start : start + batch_size].to(device)
-        scheduler = make_scheduler(sampler)
+        scheduler = make_scheduler(sampler, clip=clip)
         scheduler.set_timesteps(steps)
         for t in scheduler.timesteps:
             eps = guided_noise(model, part, t.to(device).expand(len(part)), c, guidance)
