@@ -17,7 +17,7 @@ from torch.fx.experimental.optimization import fuse
 from fairkit import amplification
 from fairkit.mitigation import spare
 from fairkit.runs import settings
-from fairkit.train import as_tensor, fit
+from fairkit.train import as_tensor, fit, fit_attribute
 
 
 def per_sample_deepfool(model, x, *, overshoot=0.02, max_iter=50):
@@ -112,7 +112,7 @@ def main():
     )
     task.float()
 
-    groups_model, groups = spare.train_group_classifier(
+    groups_model, groups = fit_attribute(
         experiment.make_model, train, val, attribute="skin_group", config=config
     )
     _, t_weights = timed(

@@ -13,10 +13,9 @@ import time
 import torch
 
 from fairkit.data import Cohort, synth
-from fairkit.mitigation.spare import train_group_classifier
 from fairkit.models import diffusion as D
 from fairkit.models.classifier import backbone
-from fairkit.train import TrainConfig, predict
+from fairkit.train import TrainConfig, fit_attribute, predict
 
 SAMPLERS = [("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("dpmsolver", 10),
             ("dpmsolver", 20)]  # fmt: skip
@@ -47,7 +46,7 @@ def main():
                         width=16, seed=0)  # fmt: skip
 
     train, val = cohort.subset(range(3000)), cohort.subset(range(3000, 4000))
-    judge, groups = train_group_classifier(
+    judge, groups = fit_attribute(
         make, train, val, attribute="skin_group", config=TrainConfig(epochs=3, progress=False)
     )
     wanted = cohort.meta.iloc[: args.n].assign(

@@ -11,11 +11,15 @@ counterfactual against the true one.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
-from fairkit.data import Cohort
+from fairkit.data import Cohort, synth
 from fairkit.models import diffusion as D
 from fairkit.train import predict
 
@@ -48,18 +52,21 @@ def counterfactual(
 ) -> Cohort:
     """The learned counterfactual of every image under ``do`` (same call as the exact one).
 
-    ``do`` maps conditioning attributes to one value each; ``do={}`` redraws every image under
-    its own condition (should return it unchanged).
+    ``do`` maps conditioning attributes to one value, or one value per image; ``do={}`` redraws
+    every image under its own condition (should return it unchanged).
     """
     vocabulary = model.conditions.vocabulary
+    target = cohort.meta.copy()
     for name, value in do.items():
         if name not in vocabulary:
             raise ValueError(
                 f"cannot intervene on {name!r}: the model is conditioned on {list(vocabulary)}"
             )
-        if str(value) not in vocabulary[name]:
-            raise ValueError(f"{name}={value!r} is not one of {vocabulary[name]}")
-    target = cohort.meta.assign(**{k: str(v) for k, v in do.items()})
+        values = np.broadcast_to(np.asarray(value, dtype=object).astype(str), (len(cohort),))
+        bad = sorted(set(values) - set(vocabulary[name]))
+        if bad:
+            raise ValueError(f"{name}={bad} is not one of {vocabulary[name]}")
+        target[name] = values
     return regenerate(model, cohort, target, steps=steps, guidance=guidance)
 
 
@@ -77,13 +84,6 @@ def composition(model, cohort: Cohort, *, repeats: int = 2, steps: int = 50) -> 
         current = counterfactual(model, current, {}, steps=steps)
         rows.append({"repeats": k, "l1": float(pixel_l1(cohort, current).mean())})
     return pd.DataFrame(rows)
-
-
-def reversibility(model, cohort: Cohort, do: dict, *, steps: int = 50) -> np.ndarray:
-    """Per-image L1 between the original and its counterfactual under ``do`` then undone."""
-    forward = counterfactual(model, cohort, do, steps=steps)
-    back = regenerate(model, forward, cohort.meta, steps=steps)
-    return pixel_l1(cohort, back)
 
 
 def effectiveness(classifier: nn.Module, cohort: Cohort, *, attribute: str, value) -> float:
@@ -151,3 +151,130 @@ def flip_rates(
 def _positive(table: pd.DataFrame) -> np.ndarray:
     scores = [c for c in table if c.startswith("score_")]
     return table[scores[-1]].to_numpy()
+
+
+# --------------------------------------------------------------------------- the chapter's study
+
+MIRROR_SKIN_TYPE = {"I": "VI", "II": "V", "III": "IV", "IV": "III", "V": "II", "VI": "I"}
+
+
+def skin_interventions(meta: pd.DataFrame) -> dict[str, dict]:
+    """Exact interventions that change each image's attribute to the other group's value.
+
+    Skin type mirrored (I <-> VI, II <-> V, III <-> IV), sex swapped, age moved across 60
+    (to 35 or 75 years), disease: benign lesions made melanoma and malignant ones nevus.
+    """
+    malignant = meta["diagnosis"].isin(["melanoma", "bcc"]).to_numpy()
+    return {
+        "do(skin type)": {"skin_type": meta["skin_type"].map(MIRROR_SKIN_TYPE).to_numpy()},
+        "do(sex)": {"sex": np.where(meta["sex"] == "F", "M", "F").astype(object)},
+        "do(age)": {"age": np.where(meta["age_group"] == "old", 35.0, 75.0)},
+        "do(disease)": {"diagnosis": np.where(malignant, "nevus", "melanoma").astype(object)},
+    }
+
+
+@dataclass
+class Pair:
+    """The exact and the learned counterfactual of the same images under one intervention."""
+
+    original: Cohort
+    exact: Cohort
+    learned: Cohort
+
+
+def paired(model: D.ConditionalUNet, cohort: Cohort, do: dict, *, steps: int = 50) -> Pair:
+    """Exact counterfactual from the causal model; learned one asked for the same condition.
+
+    The learned model is conditioned on the values that the exact counterfactual's variables
+    take (e.g. do(age=75) sets age group to old), so both answer the same question.
+    """
+    exact = synth.counterfactual(cohort, do)
+    learned = regenerate(model, cohort, exact.meta, steps=steps)
+    return Pair(cohort, exact, learned)
+
+
+def soundness(
+    model: D.ConditionalUNet,
+    pairs: dict[str, Pair],
+    judges: dict[str, tuple],
+    *,
+    by: str,
+    steps: int = 50,
+) -> pd.DataFrame:
+    """Per intervention and group: effectiveness, reversibility and error against the exact one.
+
+    ``judges`` maps an intervention to (attribute, classifier, classes): a classifier of the
+    intervened attribute trained on real images. Effectiveness is how often it finds the target
+    value in the learned image (and, as its ceiling, in the exact one); reversibility the L1
+    distance to the original after undoing the intervention; agreement how often the judge
+    says the same of the learned and the exact counterfactual.
+    """
+    rows = []
+    for name, pair in pairs.items():
+        attribute, classifier, classes = judges[name]
+        wanted = pair.exact.meta[attribute].astype(str).to_numpy()
+        found = {
+            kind: np.asarray(classes)[predict(classifier, c.relabel(attribute, classes))["y_pred"]]
+            for kind, c in (("learned", pair.learned), ("exact", pair.exact))
+        }
+        frame = pd.DataFrame(
+            {
+                "intervention": name,
+                "group": pair.original.meta[by].astype(str).to_numpy(),
+                "effectiveness": found["learned"] == wanted,
+                "effectiveness_exact": found["exact"] == wanted,
+                "l1_to_exact": pixel_l1(pair.learned, pair.exact),
+                "reversibility_l1": pixel_l1(
+                    pair.original, regenerate(model, pair.learned, pair.original.meta, steps=steps)
+                ),
+                "agreement_with_exact": found["learned"] == found["exact"],
+                "change_exact": pixel_l1(pair.original, pair.exact),
+            }
+        )
+        rows.append(frame.groupby(["intervention", "group"]).mean().reset_index())
+    return pd.concat(rows, ignore_index=True)
+
+
+SAMPLER_SETTINGS = (("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50),
+                    ("dpmsolver", 10), ("dpmsolver", 20))  # fmt: skip
+
+
+def compare_samplers(
+    model: D.ConditionalUNet,
+    wanted: pd.DataFrame,
+    judge: nn.Module,
+    *,
+    attribute: str,
+    classes: tuple[str, ...],
+    settings=SAMPLER_SETTINGS,
+    guidance: float = 2.0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Seconds per image and how often ``judge`` finds the requested ``attribute``, per sampler.
+
+    ``wanted`` holds one row of conditions per image to draw.
+    """
+    codes = model.conditions.codes(wanted)
+    rows = []
+    for sampler, steps in settings:
+        start = time.perf_counter()
+        images = D.sample(
+            model,
+            codes,
+            sampler=sampler,
+            steps=steps,
+            guidance=guidance,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        seconds = (time.perf_counter() - start) / len(wanted)
+        made = Cohort(D.to_uint8(images), wanted.assign(label=0), "generated", classes)
+        found = np.asarray(classes)[predict(judge, made)["y_pred"].to_numpy()]
+        rows.append(
+            {
+                "sampler": sampler,
+                "steps": steps,
+                "seconds_per_image": seconds,
+                "agreement": float((found == wanted[attribute].astype(str).to_numpy()).mean()),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -67,6 +67,8 @@ class Settings:
     backbone: str
     backbone_width: int  # first-stage channels of ResNet-18 / VGG-11 (64: torchvision's)
     backbones: tuple[str, ...]  # architectures a chapter compares (SPARE: ResNet-18, VGG-11)
+    diffusion_steps: int  # optimiser steps of the conditional diffusion model
+    diffusion_width: int  # channels of its first UNet level
 
 
 SETTINGS = {
@@ -81,6 +83,8 @@ SETTINGS = {
         backbone="small_cnn",
         backbone_width=4,
         backbones=("small_cnn",),
+        diffusion_steps=30,
+        diffusion_width=8,
     ),
     "quick": Settings(
         n_train=2000,
@@ -93,6 +97,8 @@ SETTINGS = {
         backbone="small_cnn",
         backbone_width=8,
         backbones=("small_cnn",),
+        diffusion_steps=600,
+        diffusion_width=16,
     ),
     "full": Settings(
         n_train=40000,
@@ -105,6 +111,8 @@ SETTINGS = {
         backbone="resnet18",
         backbone_width=64,
         backbones=("resnet18", "vgg11"),
+        diffusion_steps=30000,
+        diffusion_width=64,
     ),
 }
 

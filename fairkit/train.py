@@ -310,6 +310,31 @@ def fit(
     return TrainResult(model.eval(), pd.DataFrame(state["history"]), state["best_epoch"], config)
 
 
+def fit_attribute(
+    make_model,
+    train: Cohort,
+    val: Cohort,
+    *,
+    attribute: str,
+    config: TrainConfig,
+) -> tuple[nn.Module, tuple[str, ...]]:
+    """A classifier of a metadata attribute from the image (a group, sex, age group...).
+
+    ``make_model(n_classes)`` builds the network; the classes are the attribute's sorted values.
+    Used for SPARE's group classifier and to check counterfactual images.
+    """
+    classes = tuple(sorted(train.meta[attribute].astype(str).unique()))
+    if len(classes) < 2:
+        raise ValueError(f"{attribute} has a single value {classes}; nothing to classify")
+    result = fit(
+        make_model(len(classes)),
+        train.relabel(attribute, classes),
+        config=config,
+        val=val.relabel(attribute, classes),
+    )
+    return result.model, classes
+
+
 def _weight_matrix(sample_weight, n: int, n_heads: int) -> torch.Tensor:
     """Sample weights as an (n, heads) tensor; ones when none are given."""
     if sample_weight is None:

@@ -70,6 +70,21 @@ class Cohort:
             self.images, self.meta.assign(label=hit.astype(np.int64)), self.modality, names
         )
 
+    def relabel(self, column: str, classes: tuple[str, ...] | None = None) -> Cohort:
+        """The same images labelled by a metadata column (e.g. skin group, for its classifier).
+
+        ``classes`` fixes the label order (default: the column's sorted values).
+        """
+        if column not in self.meta:
+            raise KeyError(f"{column!r} is not a metadata column")
+        values = self.meta[column].astype(str)
+        classes = tuple(sorted(values.unique())) if classes is None else tuple(classes)
+        unknown = sorted(set(values) - set(classes))
+        if unknown:
+            raise ValueError(f"{column} values {unknown} are not among {list(classes)}")
+        codes = values.map({c: k for k, c in enumerate(classes)}).to_numpy().astype(np.int64)
+        return Cohort(self.images, self.meta.assign(label=codes), self.modality, classes)
+
     def examples(self, *, rows: str, cols: str) -> tuple[np.ndarray, list, list]:
         """One image per (row value, column value) cell, blank where a cell is empty.
 

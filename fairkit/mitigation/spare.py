@@ -34,7 +34,7 @@ from fairkit.data import Cohort
 from fairkit.fairness import Report
 from fairkit.mitigation.baselines import MethodPredictions, group_threshold_decisions
 from fairkit.models.classifier import stages
-from fairkit.train import TrainConfig, as_tensor, fit, predict
+from fairkit.train import TrainConfig, as_tensor, fit, fit_attribute, predict
 
 VARIANTS = ("spare", "similarity", "utility", "confidence", "binary", "group_level")
 COMPARED = ("erm", "in_group", "resample", "reweight", "groupdro", "threshold", "spare")
@@ -407,40 +407,6 @@ def n_stages(make_model: Callable[[], nn.Module]) -> int:
     return len(stages(make_model()))
 
 
-def group_labels(cohort: Cohort, attribute: str, groups: tuple[str, ...]) -> Cohort:
-    """The same images labelled by their group (index into ``groups``): the group task."""
-    values = cohort.meta[attribute].astype(str)
-    unknown = sorted(set(values) - set(groups))
-    if unknown:
-        raise ValueError(f"{attribute} values {unknown} are not among {list(groups)}")
-    codes = values.map({g: k for k, g in enumerate(groups)}).to_numpy()
-    return Cohort(cohort.images, cohort.meta.assign(label=codes), cohort.modality, groups)
-
-
-def train_group_classifier(
-    make_model: Callable[[int], nn.Module],
-    train: Cohort,
-    val: Cohort,
-    *,
-    attribute: str,
-    config: TrainConfig,
-) -> tuple[nn.Module, tuple[str, ...]]:
-    """The group classifier of the similarity signal: predicts ``attribute`` from the image.
-
-    ``make_model(n_classes)`` builds the network; the groups are the attribute's sorted values.
-    """
-    groups = tuple(sorted(train.meta[attribute].astype(str).unique()))
-    if len(groups) < 2:
-        raise ValueError(f"{attribute} has a single value {groups}; nothing to classify")
-    result = fit(
-        make_model(len(groups)),
-        group_labels(train, attribute, groups),
-        config=config,
-        val=group_labels(val, attribute, groups),
-    )
-    return result.model, groups
-
-
 def fit_group_models(
     make_model: Callable[[], nn.Module],
     train: Cohort,
@@ -556,7 +522,7 @@ class Study:
         c = self.cohorts
         return self._remember(
             "group_model",
-            lambda: train_group_classifier(
+            lambda: fit_attribute(
                 self.experiment.make_model,
                 c["train"],
                 c["val"],

@@ -8,7 +8,7 @@ from torch import nn
 from fairkit.data import synth
 from fairkit.mitigation import spare
 from fairkit.models.classifier import backbone
-from fairkit.train import TrainConfig, head_index, predict
+from fairkit.train import TrainConfig, fit_attribute, head_index, predict
 
 
 def linear(d_in, n_classes, seed=0):
@@ -230,7 +230,7 @@ def test_wrong_weight_shape_is_refused(skin):
 def test_distances_of_a_cohort(skin):
     config = TrainConfig(epochs=1, batch_size=64, progress=False)
     task = make_small()
-    group_model, groups = spare.train_group_classifier(
+    group_model, groups = fit_attribute(
         make_small, skin, skin, attribute="skin_group", config=config
     )
     d = spare.boundary_distances(task, group_model, skin, groups=groups)

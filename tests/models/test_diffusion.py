@@ -98,3 +98,30 @@ def test_flip_rates_count_changed_decisions(cohort):
     inverted = type(cohort)(255 - cohort.images, cohort.meta, cohort.modality, cohort.classes)
     changed = cf.flip_rates(classifier, cohort, inverted, by="sex", threshold=0.5, n_boot=20)
     assert ((changed["lo"] <= changed["flip_rate"]) & (changed["flip_rate"] <= changed["hi"])).all()
+
+
+def test_exact_and_learned_counterfactuals_answer_the_same_question(trained, cohort):
+    model, _ = trained
+    few = cohort.subset(np.arange(6))
+    do = cf.skin_interventions(few.meta)["do(skin type)"]
+    pair = cf.paired(model, few, do, steps=4)
+    flipped = pair.exact.meta["skin_group"].to_numpy() != few.meta["skin_group"].to_numpy()
+    assert flipped.all()
+    assert (pair.learned.meta["skin_group"] == pair.exact.meta["skin_group"]).all()
+    assert (cf.pixel_l1(few, pair.exact) > 0).all()
+
+
+def test_soundness_scores_lie_in_their_ranges(trained, cohort):
+    from fairkit.models.classifier import backbone
+
+    model, _ = trained
+    few = cohort.subset(np.arange(8))
+    pairs = {"do(sex)": cf.paired(model, few, cf.skin_interventions(few.meta)["do(sex)"], steps=2)}
+    judge = backbone("small_cnn", in_channels=3, n_classes=2, image_size=16, width=4).eval()
+    table = cf.soundness(
+        model, pairs, {"do(sex)": ("sex", judge, ("F", "M"))}, by="skin_group", steps=2
+    )
+    scores = table[["effectiveness", "effectiveness_exact", "agreement_with_exact"]]
+    assert ((scores >= 0) & (scores <= 1)).all().all()
+    assert (table[["l1_to_exact", "reversibility_l1", "change_exact"]] >= 0).all().all()
+    assert set(table["group"]) == set(few.meta["skin_group"])
