@@ -77,11 +77,13 @@ def pixel_l1(a: Cohort | np.ndarray, b: Cohort | np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean(axis=(1, 2, 3)) / 255
 
 
-def composition(model, cohort: Cohort, *, repeats: int = 2, steps: int = 50) -> pd.DataFrame:
+def composition(
+    model, cohort: Cohort, *, repeats: int = 2, steps: int = 50, guidance: float = 1.0
+) -> pd.DataFrame:
     """L1 distance to the original after the null intervention applied 1..``repeats`` times."""
     rows, current = [], cohort
     for k in range(1, repeats + 1):
-        current = counterfactual(model, current, {}, steps=steps)
+        current = counterfactual(model, current, {}, steps=steps, guidance=guidance)
         rows.append({"repeats": k, "l1": float(pixel_l1(cohort, current).mean())})
     return pd.DataFrame(rows)
 
@@ -182,14 +184,16 @@ class Pair:
     learned: Cohort
 
 
-def paired(model: D.ConditionalUNet, cohort: Cohort, do: dict, *, steps: int = 50) -> Pair:
+def paired(
+    model: D.ConditionalUNet, cohort: Cohort, do: dict, *, steps: int = 50, guidance: float = 1.0
+) -> Pair:
     """Exact counterfactual from the causal model; learned one asked for the same condition.
 
     The learned model is conditioned on the values that the exact counterfactual's variables
     take (e.g. do(age=75) sets age group to old), so both answer the same question.
     """
     exact = synth.counterfactual(cohort, do)
-    learned = regenerate(model, cohort, exact.meta, steps=steps)
+    learned = regenerate(model, cohort, exact.meta, steps=steps, guidance=guidance)
     return Pair(cohort, exact, learned)
 
 
@@ -200,6 +204,7 @@ def soundness(
     *,
     by: str,
     steps: int = 50,
+    guidance: float = 1.0,
 ) -> pd.DataFrame:
     """Per intervention and group: effectiveness, reversibility and error against the exact one.
 
@@ -225,7 +230,10 @@ def soundness(
                 "effectiveness_exact": found["exact"] == wanted,
                 "l1_to_exact": pixel_l1(pair.learned, pair.exact),
                 "reversibility_l1": pixel_l1(
-                    pair.original, regenerate(model, pair.learned, pair.original.meta, steps=steps)
+                    pair.original,
+                    regenerate(
+                        model, pair.learned, pair.original.meta, steps=steps, guidance=guidance
+                    ),
                 ),
                 "agreement_with_exact": found["learned"] == found["exact"],
                 "change_exact": pixel_l1(pair.original, pair.exact),

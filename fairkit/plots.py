@@ -392,13 +392,13 @@ def sampler_tradeoff(table: pd.DataFrame, *, title: str):
     """Time per image (log scale) against agreement with the requested condition, per sampler."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colours = dict(zip(pd.unique(table["sampler"]), sns.color_palette("colorblind"), strict=False))
-    for row in table.itertuples():
+    for k, row in enumerate(table.itertuples()):
         ax.scatter(row.seconds_per_image * 1000, row.agreement, color=colours[row.sampler], s=40)
-        ax.annotate(
+        ax.annotate(  # labels alternate above and below, so neighbours do not overlap
             f"{row.sampler}-{row.steps}",
             (row.seconds_per_image * 1000, row.agreement),
             textcoords="offset points",
-            xytext=(5, 4),
+            xytext=(5, 6 if k % 2 else -12),
             fontsize=8,
         )
     ax.set_xscale("log")
