@@ -12,13 +12,13 @@ import time
 
 import torch
 
-from fairkit.data import Cohort, synth
+from fairkit import counterfactual as cf
+from fairkit.data import synth
 from fairkit.models import diffusion as D
 from fairkit.models.classifier import backbone
-from fairkit.train import TrainConfig, fit_attribute, predict
+from fairkit.train import TrainConfig, fit_attribute
 
-SAMPLERS = [("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("dpmsolver", 10),
-            ("dpmsolver", 20)]  # fmt: skip
+SAMPLERS = cf.SAMPLER_SETTINGS
 
 
 def main():
@@ -52,27 +52,19 @@ def main():
     wanted = cohort.meta.iloc[: args.n].assign(
         skin_group=["dark", "light"] * (args.n // 2), sex="F"
     )
-    codes = model.conditions.codes(wanted)
-    rows = []
-    for sampler, steps in SAMPLERS:
-        generator = torch.Generator().manual_seed(0)
-        start = time.perf_counter()
-        images = D.sample(model, codes, sampler=sampler, steps=steps, generator=generator)
-        seconds = (time.perf_counter() - start) / args.n
-        made = Cohort(D.to_uint8(images), wanted.assign(label=0), "skin", groups)
-        agree = (
-            predict(judge, made)["y_pred"].map(dict(enumerate(groups)))
-            == wanted["skin_group"].to_numpy()
-        ).mean()
-        rows.append((sampler, steps, seconds, agree))
-        print(f"  {sampler:>9} {steps:>4} steps: {seconds * 1000:8.1f} ms/image, "
-              f"skin group as requested {agree:.1%}")  # fmt: skip
-    ddpm = rows[0]
-    for sampler, steps, seconds, agree in rows[1:]:
-        if agree >= ddpm[3] - 0.02:
-            print(f"{sampler}-{steps} matches DDPM-1000's agreement (within 2 points) "
-                  f"{ddpm[2] / seconds:.0f}x faster")  # fmt: skip
+    table = cf.compare_samplers(
+        model, wanted, judge, attribute="skin_group", classes=groups, settings=SAMPLERS
+    )
+    for row in table.itertuples():
+        print(f"  {row.sampler:>9} {row.steps:>4} steps: {row.seconds_per_image * 1000:8.1f} "
+              f"ms/image, skin group as requested {row.agreement:.1%}")  # fmt: skip
+    ddpm = table.iloc[0]
+    for row in table.iloc[1:].itertuples():
+        if row.agreement >= ddpm.agreement - 0.02:
+            print(f"{row.sampler}-{row.steps} matches DDPM-1000's agreement (within 2 points) "
+                  f"{ddpm.seconds_per_image / row.seconds_per_image:.0f}x faster")  # fmt: skip
 
+    codes = model.conditions.codes(wanted)
     x = torch.randn(args.n, 3, args.size, args.size, device=device)
     t = torch.full((args.n,), 500, device=device)
     null = model.conditions.null.expand_as(codes).to(device)

@@ -389,24 +389,33 @@ def weight_histograms(
 
 
 def sampler_tradeoff(table: pd.DataFrame, *, title: str):
-    """Time per image (log scale) against agreement with the requested condition, per sampler."""
+    """Time per image (log scale) against agreement with the requested condition, per sampler.
+
+    Colour is the sampler, the number beside each point its step count.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     colours = dict(zip(pd.unique(table["sampler"]), sns.color_palette("colorblind"), strict=False))
-    for k, row in enumerate(table.itertuples()):
-        ax.scatter(row.seconds_per_image * 1000, row.agreement, color=colours[row.sampler], s=40)
-        ax.annotate(  # labels alternate above and below, so neighbours do not overlap
-            f"{row.sampler}-{row.steps}",
-            (row.seconds_per_image * 1000, row.agreement),
-            textcoords="offset points",
-            xytext=(5, 6 if k % 2 else -12),
-            fontsize=8,
-        )
+    for k, (sampler, rows) in enumerate(table.groupby("sampler", sort=False)):
+        ax.scatter(
+            rows["seconds_per_image"] * 1000, rows["agreement"], color=colours[sampler], s=40,
+            label=sampler,
+        )  # fmt: skip
+        for row in rows.itertuples():
+            ax.annotate(
+                str(row.steps),
+                (row.seconds_per_image * 1000, row.agreement),
+                textcoords="offset points",
+                xytext=(4, 4 if k % 2 == 0 else -11),  # samplers alternate above and below
+                fontsize=8,
+                color=colours[sampler],
+            )
     ax.set_xscale("log")
     ax.set(
         xlabel="time per image (ms, log scale)",
         ylabel="requested group found (0–1)",
         title=title,
     )
+    ax.legend(title="sampler (steps)", frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     return fig
 

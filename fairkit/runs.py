@@ -97,7 +97,7 @@ SETTINGS = {
         backbone="small_cnn",
         backbone_width=8,
         backbones=("small_cnn",),
-        diffusion_steps=450,
+        diffusion_steps=400,
         diffusion_width=16,
     ),
     "full": Settings(
