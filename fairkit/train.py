@@ -103,13 +103,51 @@ def _group_codes(cohort: Cohort, column: str | None) -> tuple[torch.Tensor, int]
     return torch.as_tensor(codes), len(names)
 
 
-def _epoch_order(n: int, groups: torch.Tensor, n_groups: int, config: TrainConfig, epoch: int):
-    """This epoch's sample order: a fresh generator per epoch makes resuming exact."""
-    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    if config.sampling == "group_balanced":
-        sizes = torch.bincount(groups, minlength=n_groups).float()
-        return torch.multinomial(1 / sizes[groups], n, replacement=True, generator=generator)
-    return torch.randperm(n, generator=generator)
+class EpochOrder(torch.utils.data.Sampler):
+    """Each epoch's sample order, uniform or group-balanced, from a generator seeded per epoch.
+
+    Seeding by (seed, epoch) rather than carrying one generator along makes a resumed run draw
+    the same orders as an uninterrupted one; ``set_epoch`` is how accelerate's prepared loader
+    (and the loop) moves it on.
+    """
+
+    def __init__(self, groups: torch.Tensor, n_groups: int, config: TrainConfig):
+        self.groups, self.n_groups, self.config, self.epoch = groups, n_groups, config, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the order of ``epoch`` next."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __iter__(self):
+        n, generator = (
+            len(self),
+            torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch),
+        )
+        if self.config.sampling == "group_balanced":
+            sizes = torch.bincount(self.groups, minlength=self.n_groups).float()
+            order = torch.multinomial(
+                1 / sizes[self.groups], n, replacement=True, generator=generator
+            )
+        else:
+            order = torch.randperm(n, generator=generator)
+        return iter(order.tolist())
+
+
+def _index_loader(accelerator: Accelerator, sampler: EpochOrder, batch_size: int):
+    """Batches of sample indices, sharded across processes by accelerate.
+
+    The images stay one in-memory tensor indexed per batch (far faster than a Dataset of
+    single images); on N processes each takes every N-th batch and gradients are averaged.
+    """
+    loader = torch.utils.data.DataLoader(
+        range(len(sampler)),
+        batch_sampler=torch.utils.data.BatchSampler(sampler, batch_size, drop_last=False),
+        collate_fn=torch.tensor,
+    )
+    return accelerator.prepare_data_loader(loader, device_placement=False)
 
 
 def _warmup_cosine(total_steps: int, warmup_fraction: float):
@@ -224,11 +262,12 @@ def fit(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    steps_per_epoch = -(-len(train) // config.batch_size)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    loader = _index_loader(accelerator, EpochOrder(groups, n_groups, config), config.batch_size)
+    steps_per_epoch = len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(config.epochs * steps_per_epoch, config.warmup_fraction)
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
     step_model = torch.compile(model) if config.compile else model
     state = {
         "epoch": -1,
@@ -253,13 +292,13 @@ def fit(
         desc="training",
         unit="step",
         leave=False,
-        disable=not config.progress,
+        disable=not (config.progress and accelerator.is_main_process),
     )
     for epoch in range(state["epoch"] + 1, config.epochs):
         model.train()
-        order = _epoch_order(len(train), groups, n_groups, config, epoch)
+        loader.set_epoch(epoch)
         losses = []
-        for idx in order.split(config.batch_size):
+        for idx in loader:
             batch = x[idx].to(device)
             if config.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
@@ -273,6 +312,7 @@ def fit(
                     dro_q.to(device),
                     config.dro_eta,
                 )
+                dro_q = accelerator.reduce(dro_q, reduction="mean")  # one q for all processes
             else:  # each head's weighted mean, summed over heads
                 loss = ((per_sample * w).sum(0) / w.sum(0).clamp_min(1e-12)).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -291,7 +331,7 @@ def fit(
                 k: v.detach().cpu().clone()
                 for k, v in accelerator.unwrap_model(model).state_dict().items()
             }
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None and accelerator.is_main_process:
                 write_atomic(
                     checkpoint_dir / "best.safetensors",
                     lambda tmp, weights=best_weights: save_file(weights, str(tmp)),
@@ -299,7 +339,7 @@ def fit(
         else:
             state["bad_epochs"] += 1
         state["epoch"], state["dro_q"] = epoch, dro_q.cpu().tolist()
-        if last is not None:
+        if last is not None and accelerator.is_main_process:
             _save_checkpoint(last, accelerator.unwrap_model(model), optimizer, scheduler, state)
         if config.patience is not None and state["bad_epochs"] >= config.patience:
             break

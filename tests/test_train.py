@@ -92,9 +92,19 @@ def test_zero_weight_samples_do_not_train(cohorts):
 def test_group_balanced_sampling_draws_groups_equally(cohorts):
     groups, n_groups = train._group_codes(cohorts["train"], "age_group")
     config = TrainConfig(sampling="group_balanced", group_column="age_group")
-    order = train._epoch_order(len(groups), groups, n_groups, config, epoch=0)
-    share = groups[order].float().mean().item()
+    sampler = train.EpochOrder(groups, n_groups, config)
+    share = groups[list(sampler)].float().mean().item()
     assert abs(share - 0.5) < 0.1 and abs(groups.float().mean().item() - 0.5) > 0.2
+
+
+def test_epoch_order_is_fixed_by_seed_and_epoch(cohorts):
+    groups, n_groups = train._group_codes(cohorts["train"], None)
+    sampler = train.EpochOrder(groups, n_groups, TrainConfig(seed=3))
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != first and sorted(list(sampler)) == sorted(first)
+    sampler.set_epoch(0)
+    assert list(sampler) == first
 
 
 def test_group_dro_upweights_the_group_with_higher_loss():
