@@ -210,8 +210,10 @@ for modality in modalities:
 display(Markdown("\n".join(lines)))
 Markdown(
     "Where intervals overlap, this run cannot tell the settings apart; quick mode trains a "
-    "small network for a few epochs, so read directions, not decimals. Bootstrap intervals of a "
-    "gap (a maximum of absolute differences) lean upwards when the true gap is near zero."
+    "small network for a few epochs, so read directions, not decimals. The intervals resample "
+    "test patients only, not the training's own randomness: a run with another `seed` shows "
+    "how far the curves move. Bootstrap intervals of a gap (a maximum of absolute differences) "
+    "lean upwards when the true gap is near zero."
 )
 
 # %% [markdown]

@@ -91,7 +91,7 @@ model, history = D.train_diffusion(
     train,
     config=D.DiffusionConfig(
         steps=s.diffusion_steps,
-        batch_size=s.batch_size,
+        batch_size=s.diffusion_batch,
         seed=seed,
         device=run.device,
         checkpoint_dir=str(run.dir / "diffusion"),
@@ -101,7 +101,7 @@ model.save(run.dir / "diffusion.safetensors")
 run.save_table(history, "diffusion_loss")
 Markdown(
     f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
-    f"{s.diffusion_steps} steps of {s.batch_size} images; noise-prediction loss "
+    f"{s.diffusion_steps} steps of {s.diffusion_batch} images; noise-prediction loss "
     f"{history['loss'].iloc[:20].mean():.3f} in the first 20 steps, "
     f"{history['loss'].iloc[-50:].mean():.3f} in the last 50."
 )
