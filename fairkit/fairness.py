@@ -60,9 +60,7 @@ def positive_scores(predictions: pd.DataFrame, positive: str) -> np.ndarray:
 
 def choose_threshold(val_predictions: pd.DataFrame, *, positive: str, criterion="youden") -> float:
     """Pick the decision threshold on *validation* predictions (Youden's J or best F1)."""
-    y = (val_predictions["y_true"].to_numpy() == _class_index(val_predictions, positive)).astype(
-        int
-    )
+    y = (val_predictions["y_true"].to_numpy() == class_index(val_predictions, positive)).astype(int)
     scores = positive_scores(val_predictions, positive)
     if len(np.unique(y)) < 2:
         raise ValueError("the validation split has one class only; no threshold can be chosen")
@@ -76,7 +74,8 @@ def choose_threshold(val_predictions: pd.DataFrame, *, positive: str, criterion=
     raise ValueError(f"criterion must be 'youden' or 'f1'; got {criterion!r}")
 
 
-def _class_index(predictions: pd.DataFrame, positive: str) -> int:
+def class_index(predictions: pd.DataFrame, positive: str) -> int:
+    """The code of class ``positive`` in ``y_true``: its place among the score columns."""
     classes = [c.removeprefix("score_") for c in predictions if c.startswith("score_")]
     if positive not in classes:
         raise KeyError(f"positive class {positive!r} is not among the scored classes {classes}")
@@ -282,7 +281,7 @@ def binary_report(
     patient_column: str = "patient_id",
 ) -> Report:
     """The report of one binary task: ``positive`` against the rest at ``threshold``."""
-    y = (predictions["y_true"].to_numpy() == _class_index(predictions, positive)).astype(int)
+    y = (predictions["y_true"].to_numpy() == class_index(predictions, positive)).astype(int)
     s = positive_scores(predictions, positive)
     # Post-processing (e.g. fairlearn's ThresholdOptimizer) leaves its own decisions.
     p = (

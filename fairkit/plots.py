@@ -344,6 +344,40 @@ def sharing_curve(table: pd.DataFrame, *, attribute: str, title: str):
     return fig
 
 
+def temperature_curves(table: pd.DataFrame, *, title: str):
+    """Per setting: validation AUROC that chooses SPARE's temperature, and the test F1 (95% CI).
+
+    ``table`` has columns setting, attribute, group, temperature, val_auroc, value/lo/hi (test
+    F1) and chosen; the chosen temperature is marked by a dotted line.
+    """
+    settings = list(dict.fromkeys(table["setting"]))
+    fig, axes = plt.subplots(
+        len(settings), 2, figsize=(10, 3.3 * len(settings)), squeeze=False, sharex=True
+    )
+    for (left, right), setting in zip(axes, settings, strict=True):
+        rows = table[table["setting"] == setting]
+        colours = palette(rows["attribute"].iloc[0], sorted(rows["group"].unique()))
+        for group, part in rows.groupby("group"):
+            part = part.sort_values("temperature")
+            left.plot(part["temperature"], part["val_auroc"], marker="o", color=colours[group])
+        _errorbars(right, rows, x="temperature", hue="group", palette_=colours)
+        chosen = rows.loc[rows["chosen"], "temperature"].iloc[0]
+        ticks = sorted(rows["temperature"].unique())
+        for ax in (left, right):
+            ax.axvline(chosen, ls=":", color="0.3")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks], minor=False)
+            ax.minorticks_off()
+        left.set(ylabel="validation AUROC (0–1)", title=f"{setting}: chooses τ (dotted)")
+        right.set(ylabel="test F1 (0–1)", title=f"{setting}: what the choice gives")
+        right.legend(title=rows["attribute"].iloc[0].replace("_", " "), frameon=False)
+    for ax in axes[-1]:
+        ax.set_xlabel("temperature τ (in median distances)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def mixing_curve(table: pd.DataFrame, *, attribute: str, title: str):
     """Each group's own-model F1 (95% CI) against the out-of-group share of its training set."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))

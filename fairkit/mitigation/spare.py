@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 from torch.fx.proxy import TraceError
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from fairkit.amplification import Experiment
 from fairkit.data import Cohort
-from fairkit.fairness import Report
+from fairkit.fairness import Report, class_index
 from fairkit.mitigation.baselines import MethodPredictions, group_threshold_decisions
 from fairkit.models.classifier import stages
 from fairkit.train import TrainConfig, as_tensor, fit, fit_attribute, predict
@@ -482,7 +483,8 @@ class Study:
     """SPARE and its ablations on one cohort setting of an ``Experiment``, each run once.
 
     The task model of the utility signal is the setting's ERM baseline; the group classifier
-    has the same backbone. Distances, weights and trained group models are remembered.
+    has the same backbone. Distances, weights and trained group models are remembered; a copy
+    made with ``dataclasses.replace`` (another lam or temperature) shares what it can.
     """
 
     experiment: Experiment
@@ -588,7 +590,7 @@ class Study:
             )
             return replace(out, seconds=seconds)
 
-        return self._remember(("run", variant, share_stages), compute)
+        return self._remember(("run", variant, share_stages, self.lam, self.temperature), compute)
 
     def mixing(self, group: str, ratio: float) -> MethodPredictions:
         """A model for ``group`` trained on its own samples plus ``ratio`` times as many others.
@@ -684,6 +686,45 @@ def sharing_curve(study: Study, share=None) -> pd.DataFrame:
         params = sum(p.numel() for p in predictions.model.parameters())
         rows.append(f1.assign(shared=k, of=total, seconds=predictions.seconds, parameters=params))
     return pd.concat(rows, ignore_index=True)
+
+
+def validation_auroc(predictions: MethodPredictions, attribute: str, positive: str) -> pd.Series:
+    """Per-group AUROC of the validation predictions: threshold-free, for choosing settings.
+
+    A group whose validation images hold one class only gets NaN.
+    """
+    val = predictions.val
+    y = val["y_true"].to_numpy() == class_index(val, positive)
+    scores = val[f"score_{positive}"].to_numpy()
+    groups = val[attribute].astype(str).to_numpy()
+    return pd.Series(
+        {
+            g: roc_auc_score(y[groups == g], scores[groups == g])
+            if len(np.unique(y[groups == g])) == 2
+            else np.nan
+            for g in sorted(set(groups))
+        }
+    )
+
+
+def temperature_sweep(study: Study, temperatures) -> tuple[pd.DataFrame, float]:
+    """SPARE at each temperature, and the one with the best worst-group validation AUROC.
+
+    The table holds, per temperature and group, the validation AUROC that decides and the
+    test F1 (95% CI) that it leads to; the test set plays no part in the choice.
+    """
+    if not len(temperatures):
+        raise ValueError("temperature_sweep needs at least one temperature")
+    rows = []
+    for t in tqdm(temperatures, desc="temperature", leave=False):
+        tuned = replace(study, temperature=float(t))
+        predictions = tuned.run()
+        chosen_by = validation_auroc(predictions, study.attribute, study.positive)
+        f1 = per_group(study.evaluate(predictions), study.attribute, metrics=("f1",))
+        rows.append(f1.assign(temperature=float(t), val_auroc=f1["group"].map(chosen_by)))
+    table = pd.concat(rows, ignore_index=True)
+    best = table.groupby("temperature")["val_auroc"].min().idxmax()
+    return table.assign(chosen=table["temperature"] == best), float(best)
 
 
 def mixing_sweep(study: Study, ratios) -> pd.DataFrame:

@@ -1,4 +1,7 @@
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
@@ -280,3 +283,37 @@ def test_mixing_sweep_runs_each_reachable_ratio_once(skin):
     dark = table[table["group"] == "dark"]["ratio"].tolist()
     assert dark == [0.0, 1.0, sizes["light"] / sizes["dark"]]
     assert study.mixing("dark", 1.0) is study.mixing("dark", 1.0)
+
+
+def test_validation_auroc_per_group_and_nan_for_one_class():
+    from fairkit.mitigation.baselines import MethodPredictions
+
+    val = pd.DataFrame(
+        {
+            "g": ["a"] * 4 + ["b"] * 3,
+            "y_true": [0, 0, 1, 1, 1, 1, 1],
+            "score_no": [0.9, 0.6, 0.4, 0.1, 0.5, 0.5, 0.5],
+            "score_yes": [0.1, 0.4, 0.6, 0.9, 0.5, 0.5, 0.5],
+        }
+    )
+    auroc = spare.validation_auroc(MethodPredictions("m", val, val), "g", "yes")
+    assert auroc["a"] == 1.0 and np.isnan(auroc["b"])
+
+
+def test_temperature_sweep_chooses_on_validation_and_shares_the_cache(skin):
+    from fairkit import amplification
+    from fairkit.runs import settings
+
+    experiment = amplification.Experiment(
+        "skin", settings("smoke"), 0, "cpu", attribute="skin_group"
+    )
+    study = spare.Study(experiment, "under", 0.25)
+    table, best = spare.temperature_sweep(study, [0.5, 50.0])
+    worst = table.groupby("temperature")["val_auroc"].min()
+    assert best == worst.idxmax() and table.loc[table["chosen"], "temperature"].eq(best).all()
+    assert set(table["group"]) == {"dark", "light"} and table["value"].between(0, 1).all()
+    flat = replace(study, temperature=50.0)
+    assert flat.run() is flat.run() and flat.run() is not study.run()  # tau is in the key
+    assert flat.distances() is study.distances()  # computed once for every temperature
+    with pytest.raises(ValueError, match="at least one"):
+        spare.temperature_sweep(study, [])
