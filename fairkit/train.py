@@ -122,17 +122,13 @@ class EpochOrder(torch.utils.data.Sampler):
         return len(self.groups)
 
     def __iter__(self):
-        n, generator = (
-            len(self),
-            torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch),
-        )
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
         if self.config.sampling == "group_balanced":
             sizes = torch.bincount(self.groups, minlength=self.n_groups).float()
-            order = torch.multinomial(
-                1 / sizes[self.groups], n, replacement=True, generator=generator
-            )
+            chance = 1 / sizes[self.groups]
+            order = torch.multinomial(chance, len(self), replacement=True, generator=generator)
         else:
-            order = torch.randperm(n, generator=generator)
+            order = torch.randperm(len(self), generator=generator)
         return iter(order.tolist())
 
 
