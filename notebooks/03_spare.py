@@ -121,9 +121,10 @@ Markdown(
 
 # %% [markdown]
 # ## The weights
-# For the skin-type setting: how much weight each group's model gives to its own images and to
-# the other group's. The group classifier tells skin types apart easily, so out-of-group images
-# are mostly far from the target region; utility spreads the weights within each group.
+# For the skin-type setting, at the chosen τ: how much weight each group's model gives to its
+# own images and to the other group's (totals and means). Similarity pulls the other group's
+# images down; utility spreads the weights within each group. The smaller τ, the more the
+# other group's images are pushed out.
 
 # %%
 groups = main.group_model()[1]
