@@ -186,23 +186,30 @@ def _auroc(y: np.ndarray, scores: np.ndarray) -> float:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, state: dict) -> None:
-    """Model, optimizer and RNG tensors in one safetensors file; the rest as its metadata."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def save_training_state(
+    path: Path, model, optimizer, scheduler, *, tensors=None, metadata=None
+) -> None:
+    """Model, optimizer and LR-schedule state in one safetensors file, written atomically.
+
+    ``tensors`` (more state, e.g. EMA weights) and ``metadata`` (strings) travel along;
+    ``load_training_state`` gives them back. Shared by every loop that checkpoints.
+    """
+    out = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for idx, values in opt["state"].items():
         for key, value in values.items():
-            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    metadata = {
-        "state": json.dumps(state),
+            out[f"optim.{idx}.{key}"] = torch.as_tensor(value).cpu().contiguous()
+    out.update(tensors or {})
+    meta = {
         "param_groups": json.dumps(opt["param_groups"]),
         "scheduler": json.dumps(scheduler.state_dict()),
+        **(metadata or {}),
     }
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_atomic(path, lambda tmp: save_file(out, str(tmp), metadata=meta))
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+def load_training_state(path: Path, model, optimizer, scheduler) -> tuple[dict, dict]:
+    """Restore what ``save_training_state`` wrote; return the file's tensors and metadata."""
     from safetensors import safe_open
 
     tensors = load_file(str(path))
@@ -218,8 +225,7 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
         {"state": state, "param_groups": json.loads(metadata["param_groups"])}
     )
     scheduler.load_state_dict(json.loads(metadata["scheduler"]))
-    torch.set_rng_state(tensors["rng.torch"])
-    return json.loads(metadata["state"])
+    return tensors, metadata
 
 
 # --------------------------------------------------------------------------- the loop
@@ -276,7 +282,11 @@ def fit(
     checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     last = checkpoint_dir / "last.safetensors" if checkpoint_dir else None
     if last is not None and last.exists():
-        state = _load_checkpoint(last, accelerator.unwrap_model(model), optimizer, scheduler)
+        tensors, metadata = load_training_state(
+            last, accelerator.unwrap_model(model), optimizer, scheduler
+        )
+        torch.set_rng_state(tensors["rng.torch"])
+        state = json.loads(metadata["state"])
     dro_q = torch.tensor(state["dro_q"])
     best_weights = None
     if checkpoint_dir is not None and (checkpoint_dir / "best.safetensors").exists():
@@ -336,7 +346,14 @@ def fit(
             state["bad_epochs"] += 1
         state["epoch"], state["dro_q"] = epoch, dro_q.cpu().tolist()
         if last is not None and accelerator.is_main_process:
-            _save_checkpoint(last, accelerator.unwrap_model(model), optimizer, scheduler, state)
+            save_training_state(
+                last,
+                accelerator.unwrap_model(model),
+                optimizer,
+                scheduler,
+                tensors={"rng.torch": torch.get_rng_state()},
+                metadata={"state": json.dumps(state)},
+            )
         if config.patience is not None and state["bad_epochs"] >= config.patience:
             break
     bar.close()

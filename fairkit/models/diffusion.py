@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from fairkit.data import Cohort
 from fairkit.io import write_atomic
-from fairkit.train import as_tensor, make_accelerator
+from fairkit.train import as_tensor, load_training_state, make_accelerator, save_training_state
 
 SAMPLERS = ("ddpm", "ddim", "dpmsolver")
 
@@ -237,6 +237,7 @@ def train_diffusion(
                 lr_schedule,
                 step + 1,
                 history,
+                config,
             )
     bar.close()
     model = accelerator.unwrap_model(model)
@@ -244,43 +245,30 @@ def train_diffusion(
     return model.eval(), pd.DataFrame(history)
 
 
-def _checkpoint(path, model, ema, optimizer, lr_schedule, step, history) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for k, p in enumerate(ema.shadow_params):
-        tensors[f"ema.{k}"] = p.detach().cpu().contiguous()
-    for idx, values in optimizer.state_dict()["state"].items():
-        for key, value in values.items():
-            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).cpu().contiguous()
-    metadata = {
-        "step": str(step),
-        "history": json.dumps(history),
-        "param_groups": json.dumps(optimizer.state_dict()["param_groups"]),
-        "lr_schedule": json.dumps(lr_schedule.state_dict()),
-        "ema_steps": str(ema.optimization_step),
-        "config": json.dumps(asdict(DiffusionConfig())),
-    }
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+def _checkpoint(path, model, ema, optimizer, lr_schedule, step, history, config) -> None:
+    """The loop's checkpoint plus the EMA weights, step, loss history and config."""
+    save_training_state(
+        path,
+        model,
+        optimizer,
+        lr_schedule,
+        tensors={
+            f"ema.{k}": p.detach().cpu().contiguous() for k, p in enumerate(ema.shadow_params)
+        },
+        metadata={
+            "step": str(step),
+            "history": json.dumps(history),
+            "ema_steps": str(ema.optimization_step),
+            "config": json.dumps(asdict(config)),
+        },
+    )
 
 
 def _resume(path, model, ema, optimizer, lr_schedule):
-    from safetensors import safe_open
-
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    tensors, metadata = load_training_state(path, model, optimizer, lr_schedule)
     for k, p in enumerate(ema.shadow_params):
         p.data.copy_(tensors[f"ema.{k}"])
     ema.optimization_step = int(metadata["ema_steps"])
-    state: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict(
-        {"state": state, "param_groups": json.loads(metadata["param_groups"])}
-    )
-    lr_schedule.load_state_dict(json.loads(metadata["lr_schedule"]))
     return int(metadata["step"]), json.loads(metadata["history"])
 
 
