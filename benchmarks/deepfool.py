@@ -16,7 +16,7 @@ from torch.fx.experimental.optimization import fuse
 
 from fairkit import amplification
 from fairkit.mitigation import spare
-from fairkit.runs import settings
+from fairkit.runs import resolve_device, settings
 from fairkit.train import as_tensor, fit, fit_attribute
 
 
@@ -72,9 +72,7 @@ def main():
     parser.add_argument("--mode", default="quick")
     parser.add_argument("--backbone", default=None, help="default: the mode's backbone")
     args = parser.parse_args()
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     s = settings(args.mode)
     if args.backbone:
         s = type(s)(**{**s.__dict__, "backbone": args.backbone})

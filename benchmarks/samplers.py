@@ -16,6 +16,7 @@ from fairkit import counterfactual as cf
 from fairkit.data import synth
 from fairkit.models import diffusion as D
 from fairkit.models.classifier import backbone
+from fairkit.runs import resolve_device
 from fairkit.train import TrainConfig, fit_attribute
 
 SAMPLERS = cf.SAMPLER_SETTINGS
@@ -28,9 +29,7 @@ def main():
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     cohort = synth.generate("skin", 4000, seed=0, image_size=args.size)
     vocabulary = {"skin_group": ("dark", "light"), "sex": ("F", "M")}
     model = D.ConditionalUNet(

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from fairkit.models.classifier import backbone
+from fairkit.runs import resolve_device
 
 SIZE, CLASSES = 64, 4
 
@@ -93,9 +94,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     variants = ["plain", "channels-last", "compile"]
     if device.startswith("cuda"):
         variants += ["channels-last+bf16"]
