@@ -94,7 +94,8 @@ def _ece(y_true, y_score) -> float:
     return float(np.abs(hits - conf).sum() / max(total.sum(), 1))
 
 
-def _auroc(y_true, y_score) -> float:
+def auroc(y_true, y_score) -> float:
+    """Binary AUROC, NaN (not an error) when ``y_true`` holds one class only."""
     return roc_auc_score(y_true, y_score) if len(np.unique(y_true)) == 2 else np.nan
 
 
@@ -120,7 +121,7 @@ def _binary_frame(y_true, y_pred, y_score, groups: pd.DataFrame) -> pd.DataFrame
             metrics=_metric_functions(), y_true=y_true, y_pred=y_pred, sensitive_features=groups
         )
         scored = MetricFrame(
-            metrics={"auroc": _auroc, "ece": _ece},
+            metrics={"auroc": auroc, "ece": _ece},
             y_true=y_true,
             y_pred=y_score,
             sensitive_features=groups,

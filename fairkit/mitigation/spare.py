@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 from torch.fx.proxy import TraceError
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 
 from fairkit.amplification import Experiment
 from fairkit.data import Cohort
-from fairkit.fairness import Report, class_index
+from fairkit.fairness import Report, auroc, class_index, positive_scores
 from fairkit.mitigation.baselines import MethodPredictions, group_threshold_decisions
 from fairkit.models.classifier import stages
 from fairkit.train import TrainConfig, as_tensor, fit, fit_attribute, predict
@@ -695,16 +694,9 @@ def validation_auroc(predictions: MethodPredictions, attribute: str, positive: s
     """
     val = predictions.val
     y = val["y_true"].to_numpy() == class_index(val, positive)
-    scores = val[f"score_{positive}"].to_numpy()
-    groups = val[attribute].astype(str).to_numpy()
-    return pd.Series(
-        {
-            g: roc_auc_score(y[groups == g], scores[groups == g])
-            if len(np.unique(y[groups == g])) == 2
-            else np.nan
-            for g in sorted(set(groups))
-        }
-    )
+    scores = positive_scores(val, positive)
+    rows_of = val.groupby(val[attribute].astype(str)).indices
+    return pd.Series({g: auroc(y[rows], scores[rows]) for g, rows in sorted(rows_of.items())})
 
 
 def temperature_sweep(study: Study, temperatures) -> tuple[pd.DataFrame, float]:
