@@ -172,7 +172,7 @@ def _weighted_rates(y, p, s, g, n_groups: int, weights: np.ndarray) -> dict[str,
 
 def _weighted_auroc_ece(y, s, g, n_groups, weights):
     """AUROC (weighted Mann-Whitney with mid-ranks for ties) and ECE per group per replicate."""
-    auroc = np.full((len(weights), n_groups), np.nan)
+    auc = np.full((len(weights), n_groups), np.nan)
     ece = np.full((len(weights), n_groups), np.nan)
     for k in range(n_groups):
         rows = np.flatnonzero(g == k)
@@ -185,11 +185,11 @@ def _weighted_auroc_ece(y, s, g, n_groups, weights):
         neg = np.add.reduceat(w * (1 - yk), starts, axis=1)
         below = np.cumsum(neg, axis=1) - neg
         with np.errstate(invalid="ignore", divide="ignore"):
-            auroc[:, k] = (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+            auc[:, k] = (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
             onehot = np.eye(ECE_BINS)[np.minimum((sk * ECE_BINS).astype(int), ECE_BINS - 1)]
             gap = (w * (yk - sk)) @ onehot
             ece[:, k] = np.abs(gap).sum(1) / w.sum(1)
-    return auroc, ece
+    return auc, ece
 
 
 def patient_weights(patients: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
