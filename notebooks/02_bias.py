@@ -82,16 +82,18 @@ under_groups, under_gaps = amplification.sweep_all(
     experiments.values(), "under", minority_fractions
 )
 run.save_table(under_groups, "under_by_group")
-run.save_figure(
-    plots.amplification_curves(
-        under_groups,
-        under_gaps,
-        metric="auroc",
-        gap="gap_auroc",
-        xlabel="minority share of training images",
-        title="AUROC per group and AUROC gap vs. under-representation",
-    ),
-    "under_curves",
+display(
+    run.save_figure(
+        plots.amplification_curves(
+            under_groups,
+            under_gaps,
+            metric="auroc",
+            gap="gap_auroc",
+            xlabel="minority share of training images",
+            title="AUROC per group and AUROC gap vs. under-representation",
+        ),
+        "under_curves",
+    )
 )
 run.save_figure(
     plots.amplification_curves(
@@ -156,9 +158,13 @@ compared = [
 ]
 methods = pd.concat([t for t, _ in compared], ignore_index=True)
 run.save_table(methods, "baselines")
-run.save_figure(
-    plots.method_table(methods, title="Baselines: worst-group scores and fairness gaps (95% CI)"),
-    "baselines",
+display(
+    run.save_figure(
+        plots.method_table(
+            methods, title="Baselines: worst-group scores and fairness gaps (95% CI)"
+        ),
+        "baselines",
+    )
 )
 methods.assign(
     value=methods.apply(lambda r: f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]", axis=1)

@@ -105,9 +105,11 @@ for (name, backbone), study in studies.items():
     tuning.append(table.assign(setting=f"{name}, {backbone}", attribute=study.attribute))
     studies[(name, backbone)] = replace(study, temperature=best)
 tuning = run.save_table(pd.concat(tuning, ignore_index=True), "temperature")
-run.save_figure(
-    plots.temperature_curves(tuning, title="SPARE's temperature: chosen on validation"),
-    "temperature",
+display(
+    run.save_figure(
+        plots.temperature_curves(tuning, title="SPARE's temperature: chosen on validation"),
+        "temperature",
+    )
 )
 main = studies[("skin type", backbones[0])]
 Markdown(
@@ -131,15 +133,17 @@ groups = main.group_model()[1]
 in_group = spare.in_group_matrix(main.cohorts["train"], main.attribute, groups)
 weights = main.weights()
 run.save_table(spare.effective_share(weights, in_group, groups), "weight_share")
-run.save_figure(
-    plots.weight_histograms(
-        weights,
-        in_group,
-        groups,
-        attribute=main.attribute,
-        title="SPARE weights of the training images, per target group",
-    ),
-    "weights",
+display(
+    run.save_figure(
+        plots.weight_histograms(
+            weights,
+            in_group,
+            groups,
+            attribute=main.attribute,
+            title="SPARE weights of the training images, per target group",
+        ),
+        "weights",
+    )
 )
 display(spare.effective_share(weights, in_group, groups).round(3))
 epoch = main.baseline("erm").seconds / run.settings.epochs

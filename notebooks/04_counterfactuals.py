@@ -155,24 +155,26 @@ pairs = {
 }
 show = slice(0, 4)
 for name, pair in pairs.items():
-    run.save_figure(
-        plots.counterfactual_columns(
-            {
-                "original": pair.original.images[show],
-                "exact": pair.exact.images[show],
-                "learned": pair.learned.images[show],
-            },
-            row_labels=[
-                f"{a} → {b}"
-                for a, b in zip(
-                    pair.original.meta[list(interventions[name])[0]].iloc[show],
-                    pair.exact.meta[list(interventions[name])[0]].iloc[show],
-                    strict=True,
-                )
-            ],
-            title=name,
-        ),
-        f"pairs_{name[3:-1].replace(' ', '_')}",
+    display(
+        run.save_figure(
+            plots.counterfactual_columns(
+                {
+                    "original": pair.original.images[show],
+                    "exact": pair.exact.images[show],
+                    "learned": pair.learned.images[show],
+                },
+                row_labels=[
+                    f"{a} → {b}"
+                    for a, b in zip(
+                        pair.original.meta[list(interventions[name])[0]].iloc[show],
+                        pair.exact.meta[list(interventions[name])[0]].iloc[show],
+                        strict=True,
+                    )
+                ],
+                title=name,
+            ),
+            f"pairs_{name[3:-1].replace(' ', '_')}",
+        )
     )
 
 # %% [markdown]

@@ -1,5 +1,6 @@
 """Smoke runs: every chapter of _toc.yml executes in mode="smoke" through the users' runner."""
 
+import nbformat
 import pytest
 
 from fairkit import runs
@@ -14,6 +15,14 @@ def test_smoke_chapter_runs(chapter, tmp_path):
         ROOT / "notebooks" / f"{chapter}.py", {"mode": "smoke"}, runs_root=tmp_path
     )
     assert (run_dir / "provenance.json").exists()
+    # A figure saved by a cell must also be shown on the page, not only written to disk.
+    notebook = nbformat.read(run_dir / "notebook.ipynb", as_version=4)
+    shown = sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+    )
+    assert shown >= len(list(run_dir.glob("*.png")))
 
 
 def test_every_notebook_is_in_the_toc():
