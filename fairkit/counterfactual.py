@@ -260,11 +260,13 @@ def compare_samplers(
 ) -> pd.DataFrame:
     """Seconds per image and how often ``judge`` finds the requested ``attribute``, per sampler.
 
-    ``wanted`` holds one row of conditions per image to draw.
+    ``wanted`` holds one row of conditions per image to draw. Each sampler first draws a
+    warm-up batch, so that first-call costs (kernels, allocations) are not charged to its steps.
     """
     codes = model.conditions.codes(wanted)
     rows = []
     for sampler, steps in settings:
+        D.sample(model, codes, sampler=sampler, steps=2, guidance=guidance)
         start = time.perf_counter()
         images = D.sample(
             model,

@@ -16,6 +16,7 @@ Hand-written (new science): DeepFool in batch form, the weights and the ablation
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.fx import GraphModule
 from torch.fx.experimental.optimization import fuse
 from torch.fx.proxy import TraceError
 from tqdm.auto import tqdm
@@ -74,7 +76,7 @@ def deepfool(
     target: int | None = None,
     overshoot: float = 0.02,
     max_iter: int = 50,
-    batch_size: int = 128,
+    batch_size: int | None = None,
     device="cpu",
     progress: bool = False,
 ) -> DeepFoolResult:
@@ -83,8 +85,9 @@ def deepfool(
     Each step linearises the ``candidates`` classes ranked highest at the input (other than the
     predicted one) and moves to the nearest linearised boundary (Moosavi-Dezfooli et al. 2016,
     Algorithm 2). Inputs step together, one batched gradient call per step; inputs whose
-    prediction has changed leave the batch and waiting ones take their places. With ``target``, the only candidate is that class
-    and an input already predicted as ``target`` is at distance 0.
+    prediction has changed leave the batch and waiting ones take their places. With ``target``,
+    the only candidate is that class and an input already predicted as ``target`` is at
+    distance 0.
 
     Args:
         model: maps (B, ...) inputs to (B, classes) logits; used in eval mode, untouched.
@@ -93,11 +96,13 @@ def deepfool(
         target: a class to reach, instead of any other class.
         overshoot: the returned perturbation is (1 + overshoot) r so that it crosses.
         max_iter: steps before an input is given up (``converged`` false).
-        batch_size: inputs per gradient call.
+        batch_size: inputs per gradient call; default 128 on a CPU (bound by arithmetic), 512 on
+            a GPU (bound by kernel launches at small batches).
         device: where the model runs.
         progress: show a tqdm bar over pools of ``POOL_BATCHES`` batches.
     """
     frozen = _frozen_copy(model, device)
+    batch_size = batch_size or (128 if torch.device(device).type == "cpu" else 512)
     parts = [
         _deepfool_pool(frozen, pool.to(device), candidates, target, overshoot, max_iter, batch_size)
         for pool in tqdm(
@@ -120,13 +125,17 @@ def _frozen_copy(model: nn.Module, device) -> nn.Module:
     """An eval-mode copy without parameter gradients, batch norm folded into convolutions.
 
     Folding (torch.fx's ``fuse``) makes DeepFool's passes about 1.3x faster on CPU; models that
-    torch.fx cannot trace are copied as they are.
+    torch.fx cannot trace, or that are traced already, are copied as they are. On a GPU the
+    copy's weights go channels-last like the inputs: 2.4x for ResNet-18 at 64 px on an H100,
+    where mixed layouts convert at every convolution (no gain on CPU).
     """
     model = copy.deepcopy(model).eval().requires_grad_(False).to(device)
-    try:
-        return fuse(model)
-    except TraceError:
-        return model
+    if not isinstance(model, GraphModule):
+        with contextlib.suppress(TraceError):
+            model = fuse(model)
+    if torch.device(device).type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def _deepfool_pool(model, x0, candidates, target, overshoot, max_iter, batch_size):
@@ -138,7 +147,7 @@ def _deepfool_pool(model, x0, candidates, target, overshoot, max_iter, batch_siz
     forward pass, saving a separate pass.
     """
     n, device = len(x0), x0.device
-    if x0.ndim == 4:  # about twice as fast for convolutions on CPU
+    if x0.ndim == 4:  # about twice as fast for convolutions on CPU; the GPU copy's layout
         x0 = x0.contiguous(memory_format=torch.channels_last)
     original = torch.full((n,), -1, dtype=torch.long, device=device)  # -1: not seen yet
     with torch.no_grad():

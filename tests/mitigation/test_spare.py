@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -7,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.fx.experimental.optimization import fuse
 
 from fairkit.data import synth
 from fairkit.mitigation import spare
@@ -84,6 +86,17 @@ def test_batched_and_one_by_one_agree_and_converged_inputs_stop():
     )
     np.testing.assert_array_equal(batched.iterations, [s.iterations[0] for s in single])
     assert batched.iterations.max() > batched.iterations.min() >= 1
+
+
+def test_a_model_folded_already_gives_the_same_distances():
+    """fuse() of a traced model is skipped; both paths fold batch norm into the same model."""
+    model = backbone("small_cnn", in_channels=1, n_classes=2, image_size=16, width=4).double()
+    model.train()(torch.rand(32, 1, 16, 16, dtype=torch.float64))  # batch-norm statistics
+    x = torch.rand(16, 1, 16, 16, dtype=torch.float64)
+    folded = fuse(copy.deepcopy(model).eval())
+    np.testing.assert_allclose(
+        spare.deepfool_distance(folded, x), spare.deepfool_distance(model, x), rtol=1e-9
+    )
 
 
 def test_model_state_is_restored():
