@@ -299,7 +299,9 @@ Markdown(
 #   dark skin is rarer?
 # - `python -m fairkit run notebooks/03_spare.py -p backbones "['resnet18', 'vgg11']"`: the
 #   paper's backbones (narrow, at 32 px) on a CPU, in about ten minutes.
-# - `python -m fairkit run notebooks/03_spare.py -p mode full` on a GPU: ResNet-18 and VGG-11.
+# - `python -m fairkit run notebooks/03_spare.py -p mode full` on a GPU: ResNet-18 and VGG-11 at
+#   width 64 and 64 px on 40,000 images. Plan for 2-3 hours on one H100: 56 trainings of 30
+#   epochs at the 4-5 s per epoch measured there (`benchmarks/results/deepfool_h100_*_full.txt`).
 
 # %%
 run.finish()

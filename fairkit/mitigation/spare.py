@@ -126,7 +126,7 @@ def _frozen_copy(model: nn.Module, device) -> nn.Module:
 
     Folding (torch.fx's ``fuse``) makes DeepFool's passes about 1.3x faster on CPU; models that
     torch.fx cannot trace, or that are traced already, are copied as they are. On a GPU the
-    copy's weights go channels-last like the inputs: 2.4x for ResNet-18 at 64 px on an H100,
+    copy's weights go channels-last like the inputs: 1.5-2.4x for ResNet-18 at 64 px on an H100,
     where mixed layouts convert at every convolution (no gain on CPU).
     """
     model = copy.deepcopy(model).eval().requires_grad_(False).to(device)
