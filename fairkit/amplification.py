@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from fairkit.data import Cohort, synth
 from fairkit.data.bias import Spurious, UnderRepresent
-from fairkit.fairness import Report
+from fairkit.fairness import Report, with_intervals
 from fairkit.mitigation import baselines
 from fairkit.models.classifier import backbone
 from fairkit.runs import Settings
@@ -248,3 +248,50 @@ def compare_baselines(
                 }
             )
     return pd.DataFrame(rows), reports
+
+
+def findings(
+    modality: str,
+    minority: str,
+    *,
+    under: tuple[pd.DataFrame, pd.DataFrame],
+    spurious: tuple[pd.DataFrame, pd.DataFrame],
+    shortcut: pd.DataFrame,
+) -> list[str]:
+    """Chapter 2's verdict on one modality as markdown bullets, first and last sweep setting.
+
+    Settings are taken in the order the sweeps ran. ``under`` and ``spurious`` are the (per-group, gaps) tables of ``sweep_all``; ``shortcut``
+    is ``shortcut_test``'s table.
+    """
+
+    def ends(table, **where):
+        rows = table[(table[list(where)] == pd.Series(where)).all(axis=1)]
+        return rows.iloc[[0, -1]]
+
+    (under_groups, under_gaps), (spurious_groups, spurious_gaps) = under, spurious
+    auroc = ends(under_groups, modality=modality, metric="auroc", group=minority)
+    gap = ends(under_gaps, modality=modality, metric="gap_auroc")
+    eodds = ends(under_gaps, modality=modality, metric="equalized_odds")
+    drop = shortcut[shortcut["modality"] == modality].groupby("test", sort=False)["auroc"].mean()
+    tied = (
+        spurious_groups[
+            (spurious_groups["modality"] == modality) & (spurious_groups["metric"] == "auroc")
+        ]
+        .groupby("strength", sort=False)["value"]
+        .mean()
+    )
+    tied_eodds = ends(spurious_gaps, modality=modality, metric="equalized_odds")
+    shares = f"{auroc.strength.iloc[0]:.0%} → {auroc.strength.iloc[1]:.0%}"
+    return [
+        f"- **{modality}** (minority share {shares}): {minority} AUROC "
+        + " → ".join(f"**{v}**" for v in with_intervals(auroc))
+        + "; AUROC gap "
+        + " → ".join(with_intervals(gap))
+        + "; equalized-odds gap "
+        + " → ".join(with_intervals(eodds))
+        + f". Removing the artifact moves mean AUROC from {drop.iloc[0]:.3f} to {drop.iloc[1]:.3f}.",
+        f"  Artifact tie {tied.index[0]:g} → {tied.index[-1]:g}: mean AUROC over groups "
+        f"{tied.iloc[0]:.3f} → {tied.iloc[-1]:.3f}, equalized-odds gap "
+        + " → ".join(with_intervals(tied_eodds))
+        + ".",
+    ]

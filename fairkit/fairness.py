@@ -345,6 +345,15 @@ def binary_report(
     return Report(by_group, gaps, replicates, threshold)
 
 
+def with_intervals(table: pd.DataFrame) -> pd.Series:
+    """Each row's ``value [lo, hi]`` to three decimals: how the book prints an estimate."""
+    return pd.Series(
+        [f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for r in table.itertuples()],
+        index=table.index,
+        dtype=object,
+    )
+
+
 def _at(array, k):
     return float(array[k]) if np.ndim(array) else float(array)
 

@@ -48,6 +48,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from fairkit import amplification, plots, runs
+from fairkit.fairness import with_intervals
 
 run = runs.start(
     "02_bias",
@@ -167,7 +168,7 @@ display(
     )
 )
 methods.assign(
-    value=methods.apply(lambda r: f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]", axis=1)
+    value=with_intervals(methods)
 ).pivot(index=["modality", "method"], columns="metric", values="value")
 
 # %% [markdown]
@@ -184,53 +185,17 @@ metrics = run.save_table(
     ),
     "metrics",
 )
-lines = []
-for modality in modalities:
-    ends = {
-        metric: under_gaps[
-            (under_gaps["modality"] == modality) & (under_gaps["metric"] == metric)
-        ].iloc[[0, -1]]
-        for metric in ("gap_auroc", "equalized_odds")
-    }
-    minority = experiments[modality].task.minority
-    auroc = under_groups[
-        (under_groups["modality"] == modality)
-        & (under_groups["metric"] == "auroc")
-        & (under_groups["group"] == minority)
-    ].iloc[[0, -1]]
-    drop = shortcut[shortcut["modality"] == modality].groupby("test", sort=False)["auroc"].mean()
-    shares = f"{auroc.strength.iloc[0]:.0%} → {auroc.strength.iloc[1]:.0%}"
-    lines.append(
-        f"- **{modality}** (minority share {shares}): {minority} AUROC "
-        + " → ".join(f"**{r.value:.3f}** [{r.lo:.3f}, {r.hi:.3f}]" for r in auroc.itertuples())
-        + "; AUROC gap "
-        + " → ".join(
-            f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for r in ends["gap_auroc"].itertuples()
-        )
-        + "; equalized-odds gap "
-        + " → ".join(
-            f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for r in ends["equalized_odds"].itertuples()
-        )
-        + f". Removing the artifact moves mean AUROC from {drop.iloc[0]:.3f} to {drop.iloc[1]:.3f}."
+lines = [
+    line
+    for modality in modalities
+    for line in amplification.findings(
+        modality,
+        experiments[modality].task.minority,
+        under=(under_groups, under_gaps),
+        spurious=(spurious_groups, spurious_gaps),
+        shortcut=shortcut,
     )
-    tied = (
-        spurious_groups[
-            (spurious_groups["modality"] == modality) & (spurious_groups["metric"] == "auroc")
-        ]
-        .groupby("strength")["value"]
-        .mean()
-    )
-    eodds = spurious_gaps[
-        (spurious_gaps["modality"] == modality) & (spurious_gaps["metric"] == "equalized_odds")
-    ].set_index("strength")
-    lines.append(
-        f"  Artifact tie {tied.index[0]:g} → {tied.index[-1]:g}: mean AUROC over groups "
-        f"{tied.iloc[0]:.3f} → {tied.iloc[-1]:.3f}, equalized-odds gap "
-        + " → ".join(
-            f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for r in eodds.iloc[[0, -1]].itertuples()
-        )
-        + "."
-    )
+]
 display(Markdown("\n".join(lines)))
 Markdown(
     "A gap that shrinks as the artifact tie grows is not fairness: when every group loses its "

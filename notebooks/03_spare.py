@@ -53,6 +53,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from fairkit import amplification, plots, runs
+from fairkit.fairness import with_intervals
 from fairkit.mitigation import spare
 from fairkit.models.classifier import BACKBONES
 
@@ -188,7 +189,7 @@ run.save_figure(
 
 # %%
 gaps.assign(
-    value=gaps.apply(lambda r: f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]", axis=1),
+    value=with_intervals(gaps),
     seconds=gaps["seconds"].round(1),
 ).pivot(index=["setting", "method", "seconds"], columns="metric", values="value")
 
@@ -246,43 +247,7 @@ run.save_figure(
 
 # %%
 metrics = run.save_table(pd.concat([by_group, gaps], ignore_index=True), "metrics")
-
-
-def f1(setting, method, group):
-    rows = by_group[
-        (by_group.setting == setting)
-        & (by_group.method == method)
-        & (by_group.group == group)
-        & (by_group.metric == "f1")
-    ].iloc[0]
-    return f"{rows.value:.3f} [{rows.lo:.3f}, {rows.hi:.3f}]"
-
-
-lines = []
-for setting in pd.unique(by_group["setting"]):
-    part = by_group[(by_group.setting == setting) & (by_group.metric == "f1")]
-    table = part.pivot(index="method", columns="group", values="value")
-    better = (table.loc["spare"] > table.drop(index="spare").max()).sum()
-    beats_erm = [g for g in table.columns if table.loc["spare", g] > table.loc["erm", g]]
-    lines.append(
-        f"- **{setting}**: SPARE F1 "
-        + ", ".join(f"{g} {f1(setting, 'spare', g)}" for g in table.columns)
-        + "; ERM "
-        + ", ".join(f"{g} {f1(setting, 'erm', g)}" for g in table.columns)
-        + f". SPARE beats ERM for {len(beats_erm)} of {len(table.columns)} groups"
-        + f" ({', '.join(beats_erm) or 'none'}) and every baseline for {better}."
-    )
-best_variant = ablation[ablation.metric == "f1"].groupby("variant")["value"].mean().idxmax()
-lines.append(
-    f"- Ablation: the highest mean F1 over groups comes from **{best_variant}** weights "
-    "(the paper: both signals, continuous weights)."
-)
-k_best = sharing.groupby("shared")["value"].mean().idxmax()
-lines.append(
-    f"- Sharing: the best mean F1 is at **{k_best}** shared stages of "
-    f"{int(sharing['of'].iloc[0])} (the paper: fully independent models best)."
-)
-display(Markdown("\n".join(lines)))
+display(Markdown("\n".join(spare.findings(by_group, ablation, sharing))))
 Markdown(
     "Where a claim of the paper and our number disagree, the intervals above say whether this run "
     "can tell. Quick mode trains small networks for a few epochs on 2,000 images, so read "

@@ -149,3 +149,39 @@ def test_improvement_is_the_relative_gap_reduction_with_a_paired_interval():
     expected = 100 * (result.baseline - result.method) / result.baseline
     assert result.percent == pytest.approx(expected)
     assert result.percent > 50 and result.lo <= result.percent <= result.hi
+
+
+def test_with_intervals_prints_value_and_interval_per_row():
+    table = pd.DataFrame(
+        {"value": [0.5, 0.12345], "lo": [0.4, 0.1], "hi": [0.6, 0.2]}, index=[3, 7]
+    )
+    shown = fairness.with_intervals(table)
+    assert shown.to_dict() == {3: "0.500 [0.400, 0.600]", 7: "0.123 [0.100, 0.200]"}
+
+
+def test_chapter_2_findings_read_the_first_and_last_setting():
+    from fairkit import amplification
+
+    def rows(metric, values, **labels):
+        return pd.DataFrame(
+            {"modality": "skin", "metric": metric, "strength": [0.5, 0.1], "value": values,
+             "lo": [v - 0.05 for v in values], "hi": [v + 0.05 for v in values], **labels}
+        )  # fmt: skip
+
+    under = (
+        pd.concat(
+            [rows("auroc", [0.8, 0.6], group="dark"), rows("auroc", [0.9, 0.9], group="light")]
+        ),
+        pd.concat([rows("gap_auroc", [0.1, 0.3]), rows("equalized_odds", [0.2, 0.25])]),
+    )
+    spurious = (rows("auroc", [0.84, 0.55], group="dark"), rows("equalized_odds", [0.38, 0.07]))
+    shortcut = pd.DataFrame(
+        {"modality": "skin", "test": ["tied", "tied", "removed"], "auroc": [0.9, 1.0, 0.6]}
+    )
+    first, second = amplification.findings(
+        "skin", "dark", under=under, spurious=spurious, shortcut=shortcut
+    )
+    assert "dark AUROC **0.800 [0.750, 0.850]** → **0.600 [0.550, 0.650]**" in first
+    assert "AUROC gap 0.100 [0.050, 0.150] → 0.300 [0.250, 0.350]" in first
+    assert "from 0.950 to 0.600" in first
+    assert "0.840 → 0.550" in second and "0.380 [0.330, 0.430] → 0.070 [0.020, 0.120]" in second

@@ -330,3 +330,19 @@ def test_temperature_sweep_chooses_on_validation_and_shares_the_cache(skin):
     assert flat.distances() is study.distances()  # computed once for every temperature
     with pytest.raises(ValueError, match="at least one"):
         spare.temperature_sweep(study, [])
+
+
+def test_findings_compare_spare_with_erm_and_every_baseline():
+    def f1(method, dark, light):
+        return pd.DataFrame(
+            {"setting": "skin", "method": method, "group": ["dark", "light"], "metric": "f1",
+             "value": [dark, light], "lo": [dark - 0.1, light - 0.1], "hi": [dark + 0.1, light + 0.1]}
+        )  # fmt: skip
+
+    by_group = pd.concat([f1("erm", 0.5, 0.8), f1("resample", 0.6, 0.7), f1("spare", 0.55, 0.9)])
+    ablation = pd.DataFrame({"variant": ["spare", "binary"], "metric": "f1", "value": [0.7, 0.8]})
+    sharing = pd.DataFrame({"shared": [0, 0, 2, 2], "of": 4, "value": [0.7, 0.7, 0.6, 0.9]})
+    lines = spare.findings(by_group, ablation, sharing)
+    assert lines[0].startswith("- **skin**: SPARE F1 dark 0.550 [0.450, 0.650], light 0.900")
+    assert "beats ERM for 2 of 2 groups (dark, light) and every baseline for 1." in lines[0]
+    assert "**binary**" in lines[1] and "**2** shared stages of 4" in lines[2]
