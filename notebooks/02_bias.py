@@ -167,9 +167,9 @@ display(
         "baselines",
     )
 )
-methods.assign(
-    value=with_intervals(methods)
-).pivot(index=["modality", "method"], columns="metric", values="value")
+methods.assign(value=with_intervals(methods)).pivot(
+    index=["modality", "method"], columns="metric", values="value"
+)
 
 # %% [markdown]
 # ## What we found
