@@ -18,8 +18,8 @@ import torch
 from torch.fx.experimental.optimization import fuse
 
 from fairkit import amplification
+from fairkit.config import resolve_device, settings
 from fairkit.mitigation import spare
-from fairkit.runs import resolve_device, settings
 from fairkit.train import as_tensor, fit, fit_attribute
 
 

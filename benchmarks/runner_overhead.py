@@ -10,11 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CODE = (
-    "from fairkit import runs\n"
-    'run = runs.start("empty", mode=mode, seed=seed, device=device)\n'
-    "run.finish()\n"
-)
+CODE = "from fairkit import runs\nrun = runs.start()\nrun.finish()\n"
 PARAMS = 'mode = "smoke"\nseed = 0\ndevice = "cpu"\n'
 
 

@@ -13,10 +13,10 @@ import time
 import torch
 
 from fairkit import counterfactual as cf
+from fairkit.config import resolve_device
 from fairkit.data import synth
 from fairkit.models import diffusion as D
 from fairkit.models.classifier import backbone
-from fairkit.runs import resolve_device
 from fairkit.train import TrainConfig, fit_attribute
 
 SAMPLERS = cf.SAMPLER_SETTINGS

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from fairkit.config import resolve_device
 from fairkit.models.classifier import backbone
-from fairkit.runs import resolve_device
 
 SIZE, CLASSES = 64, 4
 

@@ -16,7 +16,7 @@ from fairkit.data.bias import Spurious, UnderRepresent
 from fairkit.fairness import Report, with_intervals
 from fairkit.mitigation import baselines
 from fairkit.models.classifier import backbone
-from fairkit.runs import Settings
+from fairkit.config import Settings
 from fairkit.train import TrainConfig, predict
 
 PER_GROUP = ("recall", "fpr", "auroc")

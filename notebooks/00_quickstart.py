@@ -31,7 +31,7 @@ from fairkit.data import synth
 from fairkit.models.classifier import backbone
 from fairkit.train import TrainConfig, fit, predict
 
-run = runs.start("00_quickstart", mode=mode, seed=seed, device=device, dark_fraction=dark_fraction)
+run = runs.start()
 run.banner()
 cfg = run.settings
 

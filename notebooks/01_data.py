@@ -34,14 +34,7 @@ from IPython.display import Markdown, display
 from fairkit import plots, runs
 from fairkit.data import bias, datasheet, synth
 
-run = runs.start(
-    "01_data",
-    mode=mode,
-    seed=seed,
-    device=device,
-    dark_fraction=dark_fraction,
-    ruler_strength=ruler_strength,
-)
+run = runs.start()
 run.banner()
 size = max(run.settings.image_size, 32)
 n = run.settings.n_test

@@ -50,17 +50,7 @@ from IPython.display import Markdown, display
 from fairkit import amplification, plots, runs
 from fairkit.fairness import with_intervals
 
-run = runs.start(
-    "02_bias",
-    mode=mode,
-    seed=seed,
-    device=device,
-    modalities=modalities,
-    minority_fractions=minority_fractions,
-    artifact_strengths=artifact_strengths,
-    baseline_fraction=baseline_fraction,
-    fixed_majority=fixed_majority,
-)
+run = runs.start()
 run.banner()
 experiments = {
     m: amplification.Experiment(m, run.settings, seed, run.device, fixed_majority=fixed_majority)

@@ -57,18 +57,7 @@ from fairkit.fairness import with_intervals
 from fairkit.mitigation import spare
 from fairkit.models.classifier import BACKBONES
 
-run = runs.start(
-    "03_spare",
-    mode=mode,
-    seed=seed,
-    device=device,
-    dark_fraction=dark_fraction,
-    lam=lam,
-    temperatures=temperatures,
-    share_stages=share_stages,
-    mixing_ratios=mixing_ratios,
-    backbones=backbones,
-)
+run = runs.start()
 run.banner()
 backbones = backbones or list(run.settings.backbones)
 if unknown := set(backbones) - set(BACKBONES):

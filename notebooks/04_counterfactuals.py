@@ -52,16 +52,7 @@ from fairkit.models import diffusion as D
 from fairkit.models.classifier import backbone
 from fairkit.train import TrainConfig, fit, fit_attribute
 
-run = runs.start(
-    "04_counterfactuals",
-    mode=mode,
-    seed=seed,
-    device=device,
-    n_eval=n_eval,
-    inversion_steps=inversion_steps,
-    guidance=guidance,
-    sampler_images=sampler_images,
-)
+run = runs.start()
 run.banner()
 s = run.settings
 train = synth.generate("skin", s.n_train, seed=seed, image_size=s.image_size)

@@ -15,7 +15,7 @@ def write_notebook(tmp_path):
             '# %% tags=["parameters"]\n'
             f'mode = "smoke"\nseed = 0\ndevice = "cpu"\n{extra_params}\n'
             "# %%\nfrom fairkit import runs\n"
-            f'run = runs.start("{name}", mode=mode, seed=seed, device=device)\n'
+            "run = runs.start()\n"
             f"# %%\n{body}\n"
         )
         path = tmp_path / f"{name}.py"

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from fairkit.amplification import Experiment
-from fairkit.runs import settings
+from fairkit.config import settings
 
 
 @pytest.mark.slow

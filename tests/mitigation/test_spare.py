@@ -283,7 +283,7 @@ def test_targeted_distances_for_more_than_two_groups():
 
 def test_mixing_sweep_runs_each_reachable_ratio_once(skin):
     from fairkit import amplification
-    from fairkit.runs import settings
+    from fairkit.config import settings
 
     experiment = amplification.Experiment(
         "skin", settings("smoke"), 0, "cpu", attribute="skin_group"
@@ -315,7 +315,7 @@ def test_validation_auroc_per_group_and_nan_for_one_class():
 
 def test_temperature_sweep_chooses_on_validation_and_shares_the_cache(skin):
     from fairkit import amplification
-    from fairkit.runs import settings
+    from fairkit.config import settings
 
     experiment = amplification.Experiment(
         "skin", settings("smoke"), 0, "cpu", attribute="skin_group"

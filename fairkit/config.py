@@ -1,0 +1,101 @@
+"""What a run is configured by: the mode's sizes and the device rule.
+
+Science modules read their sizes from here, never from the runner (``fairkit.runs``), so a
+script can use the package without papermill.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MODES = ("smoke", "quick", "full")
+DEVICES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes that a mode decides, in one place for every chapter."""
+
+    n_train: int
+    n_test: int
+    image_size: int
+    epochs: int
+    batch_size: int
+    width: int
+    n_boot: int
+    backbone: str
+    backbone_width: int  # first-stage channels of ResNet-18 / VGG-11 (64: torchvision's)
+    backbones: tuple[str, ...]  # architectures a chapter compares (SPARE: ResNet-18, VGG-11)
+    diffusion_steps: int  # optimiser steps of the conditional diffusion model
+    diffusion_batch: int  # images per diffusion step
+    diffusion_width: int  # channels of its first UNet level
+
+
+SETTINGS = {
+    "smoke": Settings(
+        n_train=192,
+        n_test=128,
+        image_size=16,
+        epochs=1,
+        batch_size=64,
+        width=8,
+        n_boot=20,
+        backbone="small_cnn",
+        backbone_width=4,
+        backbones=("small_cnn",),
+        diffusion_steps=30,
+        diffusion_batch=64,
+        diffusion_width=8,
+    ),
+    "quick": Settings(
+        n_train=2000,
+        n_test=1500,
+        image_size=32,
+        epochs=5,
+        batch_size=32,  # twice the steps of 64 at the same cost: minority groups get learned
+        width=16,
+        n_boot=200,
+        backbone="small_cnn",
+        backbone_width=8,
+        backbones=("small_cnn",),
+        diffusion_steps=400,
+        diffusion_batch=64,
+        diffusion_width=16,
+    ),
+    "full": Settings(
+        n_train=40000,
+        n_test=10000,
+        image_size=64,
+        epochs=30,
+        batch_size=256,
+        width=64,
+        n_boot=1000,
+        backbone="resnet18",
+        backbone_width=64,
+        backbones=("resnet18", "vgg11"),
+        diffusion_steps=30000,
+        diffusion_batch=256,
+        diffusion_width=64,
+    ),
+}
+
+
+def settings(mode: str) -> Settings:
+    """Return the sizes of ``mode`` (one of ``smoke``, ``quick``, ``full``)."""
+    if mode not in SETTINGS:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return SETTINGS[mode]
+
+
+def resolve_device(device: str) -> str:
+    """Map ``auto`` to the best available device; refuse a device that is not there."""
+    import torch
+
+    if not DEVICES.match(str(device)):
+        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N; got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but no CUDA device is visible")
+    return device
