@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch.fx.experimental.optimization import fuse
 
-from fairkit import amplification
 from fairkit.config import resolve_device, settings
-from fairkit.mitigation import spare
-from fairkit.train import as_tensor, fit, fit_attribute
+from fairkit.experiment import Experiment
+from fairkit.methods import deepfool, spare
+from fairkit.training import as_tensor, fit, fit_attribute
 
 
 def per_sample_deepfool(model, x, *, overshoot=0.02, max_iter=50):
@@ -91,7 +91,7 @@ def main():
     s = settings(args.mode)
     s = replace(s, backbone=args.backbone or s.backbone, epochs=args.epochs or s.epochs)
     torch.set_num_threads(torch.get_num_threads())
-    experiment = amplification.Experiment("skin", s, 0, device)
+    experiment = Experiment("skin", s, 0, device)
     splits = experiment.splits(**experiment.bias("under", 0.2))
     train, val = splits["train"], splits["val"]
     config = experiment.config()
@@ -105,9 +105,9 @@ def main():
     x = as_tensor(train.images[: args.n]).to(device)
     task = fuse(task.requires_grad_(False))  # the same folded model as fairkit's DeepFool uses
     with strict_float32():
-        spare.deepfool(task, x, device=device)  # warm-up: kernels, cuDNN plans of every shape
+        deepfool.deepfool(task, x, device=device)  # warm-up: kernels, cuDNN plans of every shape
         per_sample_deepfool(task, x[:8])
-        batched, t_batched = timed(lambda: spare.deepfool(task, x, device=device), device)
+        batched, t_batched = timed(lambda: deepfool.deepfool(task, x, device=device), device)
         (reference, steps), t_loop = timed(lambda: per_sample_deepfool(task, x), device)
     print(f"{args.n} inputs, strict float32 (a GPU's TF32 rounding alone moves distances by ~5%)")
     rel = np.abs(batched.distance - reference) / np.maximum(reference, 1e-12)
@@ -120,7 +120,7 @@ def main():
         f"difference {rel.max():.1e}, steps equal for {(steps == batched.iterations).mean():.1%})"
     )
     double, few = task.double(), x[:64].double()
-    exact = np.abs(spare.deepfool_distance(double, few) - per_sample_deepfool(double, few)[0])
+    exact = np.abs(deepfool.deepfool_distance(double, few) - per_sample_deepfool(double, few)[0])
     print(
         f"  float64, first 64 inputs: max relative difference "
         f"{(exact / per_sample_deepfool(double, few)[0]).max():.1e} (float32 gaps are rounding)"

@@ -15,9 +15,9 @@ import torch
 from fairkit import counterfactual as cf
 from fairkit.config import resolve_device
 from fairkit.data import synth
-from fairkit.models import diffusion as D
+from fairkit.models import diffusion
 from fairkit.models.classifier import backbone
-from fairkit.train import TrainConfig, fit_attribute
+from fairkit.training import DiffusionConfig, TrainConfig, fit_attribute, train_diffusion
 
 SAMPLERS = cf.SAMPLER_SETTINGS
 
@@ -32,11 +32,11 @@ def main():
     device = resolve_device(args.device)
     cohort = synth.generate("skin", 4000, seed=0, image_size=args.size)
     vocabulary = {"skin_group": ("dark", "light"), "sex": ("F", "M")}
-    model = D.ConditionalUNet(
+    model = diffusion.ConditionalUNet(
         vocabulary=vocabulary, image_size=args.size, channels=3, block_out_channels=(32, 64)
     )
-    config = D.DiffusionConfig(steps=args.steps, batch_size=64, device=device)
-    model, history = D.train_diffusion(model, cohort, config=config)
+    config = DiffusionConfig(steps=args.steps, batch_size=64, device=device)
+    model, history = train_diffusion(model, cohort, config=config)
     model.to(device)
     print(f"model trained {args.steps} steps, last loss {history['loss'].iloc[-50:].mean():.3f}")
 
@@ -71,7 +71,7 @@ def main():
     with torch.no_grad():
         timings = {}
         for name, call in (
-            ("one batch of 2B", lambda: D.guided_noise(model, x, t, codes, 2.0)),
+            ("one batch of 2B", lambda: diffusion.guided_noise(model, x, t, codes, 2.0)),
             ("two calls of B", lambda: (model(x, t, codes), model(x, t, null))),
         ):
             call()

@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from fairkit.data import Cohort, synth
-from fairkit.models import diffusion as D
-from fairkit.train import predict
+from fairkit.models import diffusion
+from fairkit.training import predict
 
 
 def regenerate(
-    model: D.ConditionalUNet,
+    model: diffusion.ConditionalUNet,
     cohort: Cohort,
     target: pd.DataFrame,
     *,
@@ -38,17 +38,22 @@ def regenerate(
     """
     factual = model.conditions.codes(cohort.meta)
     wanted = model.conditions.codes(target)
-    noise = D.invert(model, D.to_model_range(cohort.images), factual, steps=steps)
-    images = D.sample(
+    noise = diffusion.invert(model, diffusion.to_model_range(cohort.images), factual, steps=steps)
+    images = diffusion.sample(
         model, wanted, sampler="ddim", steps=steps, guidance=guidance, noise=noise, clip=False
     )
     return Cohort(
-        D.to_uint8(images), target.reset_index(drop=True), cohort.modality, cohort.classes
+        diffusion.to_uint8(images), target.reset_index(drop=True), cohort.modality, cohort.classes
     )
 
 
 def counterfactual(
-    model: D.ConditionalUNet, cohort: Cohort, do: dict, *, steps: int = 50, guidance: float = 1.0
+    model: diffusion.ConditionalUNet,
+    cohort: Cohort,
+    do: dict,
+    *,
+    steps: int = 50,
+    guidance: float = 1.0,
 ) -> Cohort:
     """The learned counterfactual of every image under ``do`` (same call as the exact one).
 
@@ -185,7 +190,12 @@ class Pair:
 
 
 def paired(
-    model: D.ConditionalUNet, cohort: Cohort, do: dict, *, steps: int = 50, guidance: float = 1.0
+    model: diffusion.ConditionalUNet,
+    cohort: Cohort,
+    do: dict,
+    *,
+    steps: int = 50,
+    guidance: float = 1.0,
 ) -> Pair:
     """Exact counterfactual from the causal model; learned one asked for the same condition.
 
@@ -198,7 +208,7 @@ def paired(
 
 
 def soundness(
-    model: D.ConditionalUNet,
+    model: diffusion.ConditionalUNet,
     pairs: dict[str, Pair],
     judges: dict[str, tuple],
     *,
@@ -248,7 +258,7 @@ SAMPLER_SETTINGS = (("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50),
 
 
 def compare_samplers(
-    model: D.ConditionalUNet,
+    model: diffusion.ConditionalUNet,
     wanted: pd.DataFrame,
     judge: nn.Module,
     *,
@@ -266,9 +276,9 @@ def compare_samplers(
     codes = model.conditions.codes(wanted)
     rows = []
     for sampler, steps in settings:
-        D.sample(model, codes, sampler=sampler, steps=2, guidance=guidance)
+        diffusion.sample(model, codes, sampler=sampler, steps=2, guidance=guidance)
         start = time.perf_counter()
-        images = D.sample(
+        images = diffusion.sample(
             model,
             codes,
             sampler=sampler,
@@ -277,7 +287,7 @@ def compare_samplers(
             generator=torch.Generator().manual_seed(seed),
         )
         seconds = (time.perf_counter() - start) / len(wanted)
-        made = Cohort(D.to_uint8(images), wanted.assign(label=0), "generated", classes)
+        made = Cohort(diffusion.to_uint8(images), wanted.assign(label=0), "generated", classes)
         found = np.asarray(classes)[predict(judge, made)["y_pred"].to_numpy()]
         rows.append(
             {

@@ -36,10 +36,18 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from fairkit.bootstrap import (
+    ECE_BINS,
+    gap_replicates,
+    patient_weights,
+    percentile_interval,
+    weighted_auroc_ece,
+    weighted_rates,
+)
+
 RATE_METRICS = ("accuracy", "precision", "recall", "f1", "fpr", "fnr", "selection_rate")
 METRICS = (*RATE_METRICS, "auroc", "ece")
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "auroc"}
-ECE_BINS = 10
 
 
 class GroupWarning(UserWarning):
@@ -147,64 +155,6 @@ def _gaps(y_true, y_pred, groups: pd.Series) -> dict[str, float]:
         }
 
 
-# --------------------------------------------------------------------------- bootstrap
-
-
-def _weighted_rates(y, p, s, g, n_groups: int, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-group rate metrics for each replicate (rows of ``weights``), from weighted counts."""
-    cell = g * 4 + y * 2 + p
-    counts = (weights @ np.eye(4 * n_groups)[cell]).reshape(len(weights), n_groups, 2, 2)
-    tn, fp, fn, tp = counts[..., 0, 0], counts[..., 0, 1], counts[..., 1, 0], counts[..., 1, 1]
-    n = tn + fp + fn + tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = {
-            "accuracy": (tp + tn) / n,
-            "precision": tp / (tp + fp),
-            "recall": tp / (tp + fn),
-            "f1": 2 * tp / (2 * tp + fp + fn),
-            "fpr": fp / (fp + tn),
-            "fnr": fn / (fn + tp),
-            "selection_rate": (tp + fp) / n,
-        }
-    out["f1"] = np.where(tp + fp + fn > 0, out["f1"], np.nan)
-    return out
-
-
-def _weighted_auroc_ece(y, s, g, n_groups, weights):
-    """AUROC (weighted Mann-Whitney with mid-ranks for ties) and ECE per group per replicate."""
-    auc = np.full((len(weights), n_groups), np.nan)
-    ece = np.full((len(weights), n_groups), np.nan)
-    for k in range(n_groups):
-        rows = np.flatnonzero(g == k)
-        if len(rows) == 0:
-            continue
-        order = rows[np.argsort(s[rows], kind="stable")]
-        yk, sk, w = y[order], s[order], weights[:, order]
-        starts = np.flatnonzero(np.r_[True, np.diff(sk) > 0])
-        pos = np.add.reduceat(w * yk, starts, axis=1)
-        neg = np.add.reduceat(w * (1 - yk), starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg
-        with np.errstate(invalid="ignore", divide="ignore"):
-            auc[:, k] = (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
-            onehot = np.eye(ECE_BINS)[np.minimum((sk * ECE_BINS).astype(int), ECE_BINS - 1)]
-            gap = (w * (yk - sk)) @ onehot
-            ece[:, k] = np.abs(gap).sum(1) / w.sum(1)
-    return auc, ece
-
-
-def patient_weights(patients: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Bootstrap weights (n_boot, N): how often each row's patient is drawn in each replicate."""
-    # Codes follow sorted patient ids, so two tables of the same patients in another row order
-    # draw the same patients in replicate b: paired intervals in ``improvement``.
-    codes, uniques = pd.factorize(pd.Series(patients).astype(str), sort=True)
-    n_patients = len(uniques)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_patients, size=(n_boot, n_patients))
-    flat = (np.arange(n_boot)[:, None] * n_patients + draws).ravel()
-    per_patient = np.bincount(flat, minlength=n_boot * n_patients).reshape(n_boot, n_patients)
-    return per_patient[:, codes].astype(float)
-
-
 # --------------------------------------------------------------------------- the report
 
 
@@ -302,11 +252,11 @@ def binary_report(
         _warn_small_groups(y, column, attribute)
         point = _binary_frame(y, p, s, column.to_frame(attribute))
         codes, names = pd.factorize(column, sort=True)
-        boot = _weighted_rates(y, p, s, codes, len(names), weights)
-        boot["auroc"], boot["ece"] = _weighted_auroc_ece(y, s, codes, len(names), weights)
+        boot = weighted_rates(y, p, s, codes, len(names), weights)
+        boot["auroc"], boot["ece"] = weighted_auroc_ece(y, s, codes, len(names), weights)
         boot = {metric: values[1:] for metric, values in boot.items()}
         for metric in METRICS:
-            lo, hi = _interval(boot[metric])
+            lo, hi = percentile_interval(boot[metric])
             for k, name in enumerate(names):
                 rows.append(
                     (
@@ -320,9 +270,9 @@ def binary_report(
                     )
                 )
         for metric, value in _gaps(y, p, column).items():
-            rep = _boot_gap(metric, boot)
+            rep = gap_replicates(metric, boot)
             replicates[(attribute, metric)] = rep
-            gap_rows.append((attribute, metric, value, *_interval(rep)))
+            gap_rows.append((attribute, metric, value, *percentile_interval(rep)))
         for metric in METRICS:
             values = point.loc[names, metric].astype(float)
             worst = values.min() if metric in HIGHER_IS_BETTER else values.max()
@@ -334,9 +284,14 @@ def binary_report(
             rep_gap = np.nanmax(boot[metric], 1) - np.nanmin(boot[metric], 1)
             replicates[(attribute, f"worst_{metric}")] = rep_worst
             replicates[(attribute, f"gap_{metric}")] = rep_gap
-            gap_rows.append((attribute, f"worst_{metric}", worst, *_interval(rep_worst)))
+            gap_rows.append((attribute, f"worst_{metric}", worst, *percentile_interval(rep_worst)))
             gap_rows.append(
-                (attribute, f"gap_{metric}", values.max() - values.min(), *_interval(rep_gap))
+                (
+                    attribute,
+                    f"gap_{metric}",
+                    values.max() - values.min(),
+                    *percentile_interval(rep_gap),
+                )
             )
     by_group = pd.DataFrame(
         rows, columns=["attribute", "group", "metric", "value", "lo", "hi", "n"]
@@ -345,45 +300,8 @@ def binary_report(
     return Report(by_group, gaps, replicates, threshold)
 
 
-def with_intervals(table: pd.DataFrame) -> pd.Series:
-    """Each row's ``value [lo, hi]`` to three decimals: how the book prints an estimate."""
-    return pd.Series(
-        [f"{r.value:.3f} [{r.lo:.3f}, {r.hi:.3f}]" for r in table.itertuples()],
-        index=table.index,
-        dtype=object,
-    )
-
-
 def _at(array, k):
     return float(array[k]) if np.ndim(array) else float(array)
-
-
-def _interval(replicates: np.ndarray):
-    """The 2.5th and 97.5th percentiles over replicates (axis 0), ignoring NaN; NaN if none."""
-    if len(replicates) == 0 or np.isnan(replicates).all():
-        shape = np.shape(replicates)[1:]
-        return (np.full(shape, np.nan), np.full(shape, np.nan)) if shape else (np.nan, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanpercentile(replicates, [2.5, 97.5], axis=0)
-    return (lo, hi) if np.ndim(lo) else (float(lo), float(hi))
-
-
-def _boot_gap(metric: str, boot: dict) -> np.ndarray:
-    """A gap per replicate, defined as fairlearn defines it (max minus min over groups)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-        def spread(x):
-            return np.nanmax(x, 1) - np.nanmin(x, 1)
-
-        tpr, fpr = spread(boot["recall"]), spread(boot["fpr"])
-        return {
-            "equal_opportunity": tpr,
-            "equalized_odds": np.maximum(tpr, fpr),
-            "equalized_odds_mean": (tpr + fpr) / 2,
-            "demographic_parity": spread(boot["selection_rate"]),
-        }[metric]
 
 
 def report(
@@ -445,7 +363,7 @@ def _macro(parts: list[Report], classes: list[str]) -> Report:
     }
     macro_gaps = gaps.groupby(["attribute", "metric"], sort=False)["value"].mean().reset_index()
     bounds = [
-        _interval(replicates[(a, m)])
+        percentile_interval(replicates[(a, m)])
         for a, m in zip(macro_gaps["attribute"], macro_gaps["metric"], strict=True)
     ]
     macro_gaps[["lo", "hi"]] = bounds
@@ -483,7 +401,7 @@ def improvement(baseline: Report, method: Report, metric: str, *, attribute: str
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         rep = 100 * (baseline.replicates[key] - method.replicates[key]) / baseline.replicates[key]
-    lo, hi = _interval(rep[np.isfinite(rep)])
+    lo, hi = percentile_interval(rep[np.isfinite(rep)])
     percent = 100 * (base - new) / base if base else np.nan
     return Improvement(metric, attribute, base, new, percent, lo, hi)
 

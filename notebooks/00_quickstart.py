@@ -29,7 +29,7 @@ dark_fraction = 0.15
 from fairkit import fairness, plots, runs
 from fairkit.data import synth
 from fairkit.models.classifier import backbone
-from fairkit.train import TrainConfig, fit, predict
+from fairkit.training import TrainConfig, fit, predict
 
 run = runs.start()
 run.banner()

@@ -47,13 +47,15 @@ fixed_majority = True
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import amplification, plots, runs
-from fairkit.fairness import with_intervals
+from fairkit import plots, runs
+from fairkit.experiment import Experiment
+from fairkit.studies import bias
+from fairkit.verdicts import with_intervals
 
 run = runs.start()
 run.banner()
 experiments = {
-    m: amplification.Experiment(m, run.settings, seed, run.device, fixed_majority=fixed_majority)
+    m: Experiment(m, run.settings, seed, run.device, fixed_majority=fixed_majority)
     for m in modalities
 }
 
@@ -69,9 +71,7 @@ experiments = {
 # is chosen on a validation set that is as biased as training.
 
 # %%
-under_groups, under_gaps = amplification.sweep_all(
-    experiments.values(), "under", minority_fractions
-)
+under_groups, under_gaps = bias.sweep_all(experiments.values(), "under", minority_fractions)
 run.save_table(under_groups, "under_by_group")
 display(
     run.save_figure(
@@ -103,7 +103,7 @@ run.save_figure(
 # strength (0: independent; 1: a perfect shortcut). In the test set it is independent.
 
 # %%
-spurious_groups, spurious_gaps = amplification.sweep_all(
+spurious_groups, spurious_gaps = bias.sweep_all(
     experiments.values(), "spurious", artifact_strengths
 )
 run.save_table(spurious_groups, "spurious_by_group")
@@ -126,7 +126,7 @@ run.save_figure(
 
 # %%
 shortcut = pd.concat(
-    [amplification.shortcut_test(e, max(artifact_strengths)) for e in experiments.values()],
+    [bias.shortcut_test(e, max(artifact_strengths)) for e in experiments.values()],
     ignore_index=True,
 )
 run.save_table(shortcut, "shortcut")
@@ -144,9 +144,7 @@ run.save_figure(
 # (in-group), and fairlearn's `ThresholdOptimizer` (equalized odds) on the ERM model's scores.
 
 # %%
-compared = [
-    amplification.compare_baselines(e, strength=baseline_fraction) for e in experiments.values()
-]
+compared = [bias.compare_baselines(e, strength=baseline_fraction) for e in experiments.values()]
 methods = pd.concat([t for t, _ in compared], ignore_index=True)
 run.save_table(methods, "baselines")
 display(
@@ -175,17 +173,24 @@ metrics = run.save_table(
     ),
     "metrics",
 )
-lines = [
-    line
-    for modality in modalities
-    for line in amplification.findings(
+lines = []
+for modality in modalities:
+    found = bias.findings(
         modality,
         experiments[modality].task.minority,
         under=(under_groups, under_gaps),
         spurious=(spurious_groups, spurious_gaps),
         shortcut=shortcut,
     )
-]
+    lines += [
+        f"- **{modality}** (minority share {found.shares[0]:.0%} → {found.shares[1]:.0%}): "
+        f"{found.minority} AUROC {found.minority_auroc}; AUROC gap {found.auroc_gap}; "
+        f"equalized-odds gap {found.eodds_gap}. Removing the artifact moves mean AUROC from "
+        f"{found.shortcut_auroc[0]:.3f} to {found.shortcut_auroc[1]:.3f}.",
+        f"  Artifact tie {found.ties[0]:g} → {found.ties[1]:g}: mean AUROC over groups "
+        f"{found.tied_auroc[0]:.3f} → {found.tied_auroc[1]:.3f}, equalized-odds gap "
+        f"{found.tied_eodds_gap}.",
+    ]
 display(Markdown("\n".join(lines)))
 Markdown(
     "A gap that shrinks as the artifact tie grows is not fairness: when every group loses its "

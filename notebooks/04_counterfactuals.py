@@ -48,9 +48,9 @@ from IPython.display import Markdown, display
 from fairkit import counterfactual as cf
 from fairkit import plots, runs
 from fairkit.data import synth
-from fairkit.models import diffusion as D
+from fairkit.models import diffusion
 from fairkit.models.classifier import backbone
-from fairkit.train import TrainConfig, fit, fit_attribute
+from fairkit.training import DiffusionConfig, TrainConfig, fit, fit_attribute, train_diffusion
 
 run = runs.start()
 run.banner()
@@ -74,13 +74,13 @@ CONDITIONS = {
 levels = (s.diffusion_width, 2 * s.diffusion_width) + (
     (2 * s.diffusion_width,) if s.image_size > 32 else ()
 )
-model = D.ConditionalUNet(
+model = diffusion.ConditionalUNet(
     vocabulary=CONDITIONS, image_size=s.image_size, channels=3, block_out_channels=levels
 )
-model, history = D.train_diffusion(
+model, history = train_diffusion(
     model,
     train,
-    config=D.DiffusionConfig(
+    config=DiffusionConfig(
         steps=s.diffusion_steps,
         batch_size=s.diffusion_batch,
         seed=seed,
@@ -88,7 +88,7 @@ model, history = D.train_diffusion(
         checkpoint_dir=str(run.dir / "diffusion"),
     ),
 )
-model.save(run.dir / "diffusion.safetensors")
+model.save_pretrained(run.dir / "diffusion_model")
 run.save_table(history, "diffusion_loss")
 Markdown(
     f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
@@ -111,15 +111,16 @@ cells = pd.DataFrame(
     ]
 )
 noise = torch.randn(1, 3, s.image_size, s.image_size, generator=torch.Generator().manual_seed(seed))
-drawn = D.sample(
+drawn = diffusion.sample(
     model,
     model.conditions.codes(cells),
     steps=20,
     guidance=guidance,
     noise=noise.expand(len(cells), -1, -1, -1).clone(),
 )
-grid = D.to_uint8(drawn).reshape(len(CONDITIONS["skin_type"]), len(CONDITIONS["diagnosis"]),
-                                 3, s.image_size, s.image_size)  # fmt: skip
+grid = diffusion.to_uint8(drawn).reshape(
+    len(CONDITIONS["skin_type"]), len(CONDITIONS["diagnosis"]), 3, s.image_size, s.image_size
+)
 run.save_figure(
     plots.image_grid(
         grid,

@@ -23,3 +23,34 @@ def write_notebook(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def skin16():
+    """256 generated skin images at 16 px, for the tiny diffusion model's tests."""
+    from fairkit.data import synth
+
+    return synth.generate("skin", 256, seed=0, image_size=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_unet():
+    """Build a tiny conditional UNet (16 px, widths 8 and 16) conditioned on skin group and sex."""
+    from fairkit.models.diffusion import ConditionalUNet
+
+    def build(**config):
+        vocabulary = {"skin_group": ("dark", "light"), "sex": ("F", "M")}
+        return ConditionalUNet(
+            vocabulary=vocabulary, image_size=16, channels=3, block_out_channels=(8, 16), **config
+        )
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def trained_unet(skin16, tiny_unet):
+    """The tiny UNet trained 100 steps on ``skin16``, and its loss history."""
+    from fairkit.training import DiffusionConfig, train_diffusion
+
+    config = DiffusionConfig(steps=100, batch_size=16, progress=False)
+    return train_diffusion(tiny_unet(), skin16, config=config)

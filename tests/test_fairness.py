@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from fairkit import fairness
+from fairkit import bootstrap, fairness, verdicts
 
 
 def predictions(n, seed, groups=("F", "M"), skill=0.3):
@@ -75,8 +75,8 @@ def test_bootstrap_replicate_with_unit_weights_reproduces_the_point_estimate():
     p = (s >= 0.5).astype(int)
     codes, names = pd.factorize(table["sex"], sort=True)
     ones = np.ones((1, len(table)))
-    rates = fairness._weighted_rates(y, p, s, codes, len(names), ones)
-    auroc, _ = fairness._weighted_auroc_ece(y, s, codes, len(names), ones)
+    rates = bootstrap.weighted_rates(y, p, s, codes, len(names), ones)
+    auroc, _ = bootstrap.weighted_auroc_ece(y, s, codes, len(names), ones)
     rep = fairness.report(table, groups=["sex"], thresholds=0.5, n_boot=0, intersections=False)
     for k, name in enumerate(names):
         assert rates["recall"][0, k] == pytest.approx(rep.value("recall", group=name))
@@ -155,33 +155,20 @@ def test_with_intervals_prints_value_and_interval_per_row():
     table = pd.DataFrame(
         {"value": [0.5, 0.12345], "lo": [0.4, 0.1], "hi": [0.6, 0.2]}, index=[3, 7]
     )
-    shown = fairness.with_intervals(table)
+    shown = verdicts.with_intervals(table)
     assert shown.to_dict() == {3: "0.500 [0.400, 0.600]", 7: "0.123 [0.100, 0.200]"}
 
 
-def test_chapter_2_findings_read_the_first_and_last_setting():
-    from fairkit import amplification
+@pytest.mark.parametrize(
+    ("a", "b", "word"),
+    [
+        ((0.6, 0.7), (0.4, 0.5), "better"),
+        ((0.4, 0.5), (0.6, 0.7), "worse"),
+        ((0.5, 0.65), (0.6, 0.7), "no detectable difference"),
+    ],
+)
+def test_verdict_names_a_winner_only_when_intervals_do_not_overlap(a, b, word):
+    def estimate(lo, hi):
+        return pd.Series({"value": (lo + hi) / 2, "lo": lo, "hi": hi})
 
-    def rows(metric, values, **labels):
-        return pd.DataFrame(
-            {"modality": "skin", "metric": metric, "strength": [0.5, 0.1], "value": values,
-             "lo": [v - 0.05 for v in values], "hi": [v + 0.05 for v in values], **labels}
-        )  # fmt: skip
-
-    under = (
-        pd.concat(
-            [rows("auroc", [0.8, 0.6], group="dark"), rows("auroc", [0.9, 0.9], group="light")]
-        ),
-        pd.concat([rows("gap_auroc", [0.1, 0.3]), rows("equalized_odds", [0.2, 0.25])]),
-    )
-    spurious = (rows("auroc", [0.84, 0.55], group="dark"), rows("equalized_odds", [0.38, 0.07]))
-    shortcut = pd.DataFrame(
-        {"modality": "skin", "test": ["tied", "tied", "removed"], "auroc": [0.9, 1.0, 0.6]}
-    )
-    first, second = amplification.findings(
-        "skin", "dark", under=under, spurious=spurious, shortcut=shortcut
-    )
-    assert "dark AUROC **0.800 [0.750, 0.850]** → **0.600 [0.550, 0.650]**" in first
-    assert "AUROC gap 0.100 [0.050, 0.150] → 0.300 [0.250, 0.350]" in first
-    assert "from 0.950 to 0.600" in first
-    assert "0.840 → 0.550" in second and "0.380 [0.330, 0.430] → 0.070 [0.020, 0.120]" in second
+    assert verdicts.verdict(estimate(*a), estimate(*b)) == word

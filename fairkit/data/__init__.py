@@ -1,5 +1,5 @@
 """Cohorts: causal image generators, bias sampling, splits and datasheets."""
 
-from fairkit.data.cohort import Cohort, concat
+from fairkit.data.cohort import Cohort, as_tensor, concat
 
-__all__ = ["Cohort", "concat"]
+__all__ = ["Cohort", "as_tensor", "concat"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from fairkit.io import write_atomic, write_json
 
@@ -139,3 +140,8 @@ def concat(cohorts: list[Cohort]) -> Cohort:
         first.modality,
         first.classes,
     )
+
+
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, C, H, W) images as float32 in [0, 1], the input range of every model."""
+    return torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255)

@@ -4,16 +4,16 @@ Each conditioning attribute (diagnosis, skin type, sex, age group, ...) has its 
 table with one extra *null* row; their sum enters the UNet through its identity class
 embedding. Dropping each attribute to null during training (condition dropout) gives one model
 that is both conditional and unconditional, for classifier-free guidance (Ho & Salimans 2022).
-Training follows the classifier loop's conventions: accelerate for device and precision,
-safetensors checkpoints that resume, tqdm, a seeded generator per epoch. EMA weights come from
-diffusers' ``EMAModel``; schedulers (DDPM, DDIM, DPM-Solver++) from diffusers.
+The model is a diffusers model: its config holds the architecture, the conditions and the
+noise schedule it was trained with, and ``save_pretrained``/``from_pretrained`` write and read
+a folder (config.json and safetensors weights). Sampling and DDIM inversion use diffusers'
+schedulers (DDPM, DDIM, DPM-Solver++) with that schedule. Training lives in
+``fairkit.training.diffusion``.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import os
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,12 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     UNet2DModel,
 )
-from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file, save_file
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from tqdm.auto import tqdm
 
-from fairkit.data import Cohort
-from fairkit.io import write_atomic
-from fairkit.train import as_tensor, load_training_state, make_accelerator, save_training_state
+from fairkit.data import as_tensor
 
 SAMPLERS = ("ddpm", "ddim", "dpmsolver")
 
@@ -73,20 +71,38 @@ class ConditionEncoder(nn.Module):
         return sum(table(codes[:, k]) for k, table in enumerate(self.tables.values()))
 
 
-class ConditionalUNet(nn.Module):
-    """Predicts the noise of a noisy image given its timestep and attribute codes."""
+class ConditionalUNet(ModelMixin, ConfigMixin):
+    """Predicts the noise of a noisy image given its timestep and attribute codes.
 
+    Args:
+        vocabulary: each conditioning attribute's values, e.g. ``{"sex": ("F", "M")}``, or the
+            same as (name, values) pairs, the form the config keeps (JSON sorts a dict's keys,
+            and the order of the attributes is the order of the code columns).
+        image_size: height and width of the images.
+        channels: image channels.
+        block_out_channels: the UNet's widths, one per resolution.
+        layers_per_block: ResNet layers per UNet block.
+        attention: self-attention at the lowest resolution.
+        train_timesteps: length of the noise schedule the model is trained and sampled with.
+        beta_schedule: diffusers' name of that schedule (cosine by default).
+    """
+
+    @register_to_config
     def __init__(
         self,
         *,
-        vocabulary: dict[str, tuple],
+        vocabulary: dict[str, tuple] | list[tuple[str, tuple]],
         image_size: int,
         channels: int,
-        block_out_channels=(32, 64, 64),
+        block_out_channels: tuple[int, ...] = (32, 64, 64),
         layers_per_block: int = 1,
         attention: bool = False,
+        train_timesteps: int = 1000,
+        beta_schedule: str = "squaredcos_cap_v2",
     ):
         super().__init__()
+        vocabulary = dict(vocabulary)
+        self.register_to_config(vocabulary=[[k, list(v)] for k, v in vocabulary.items()])
         down = "AttnDownBlock2D" if attention else "DownBlock2D"
         up = "AttnUpBlock2D" if attention else "UpBlock2D"
         levels = len(block_out_channels)
@@ -103,37 +119,31 @@ class ConditionalUNet(nn.Module):
             add_attention=attention,
         )
         self.conditions = ConditionEncoder(vocabulary, 4 * block_out_channels[0])
-        self.spec = {
-            "vocabulary": {k: list(v) for k, v in self.conditions.vocabulary.items()},
-            "image_size": image_size,
-            "channels": channels,
-            "block_out_channels": list(block_out_channels),
-            "layers_per_block": layers_per_block,
-            "attention": attention,
+
+    @property
+    def noise_schedule(self) -> dict:
+        """The noise schedule as keyword arguments of a diffusers scheduler."""
+        return {
+            "num_train_timesteps": self.config.train_timesteps,
+            "beta_schedule": self.config.beta_schedule,
         }
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Predicted noise, shaped like ``x``."""
         return self.unet(x, t, class_labels=self.conditions(codes)).sample
 
-    def save(self, path: str | Path) -> None:
-        """Weights to ``path`` (safetensors) with the architecture in its metadata."""
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        write_atomic(
-            Path(path),
-            lambda tmp: save_file(tensors, str(tmp), metadata={"spec": json.dumps(self.spec)}),
-        )
-
     @classmethod
-    def load(cls, path: str | Path) -> ConditionalUNet:
-        """A model saved by ``save``."""
-        from safetensors import safe_open
+    def from_pretrained(cls, folder: str | os.PathLike, **kwargs) -> ConditionalUNet:
+        """A model written by ``save_pretrained(folder)``, in eval mode; other models refused.
 
-        with safe_open(str(path), framework="pt") as handle:
-            spec = json.loads(handle.metadata()["spec"])
-        model = cls(**spec)
-        model.load_state_dict(load_file(str(path)))
-        return model.eval()
+        Args:
+            folder: a local folder with ``config.json`` and the weights.
+            **kwargs: passed to diffusers' ``ModelMixin.from_pretrained``.
+        """
+        found = cls.load_config(folder).get("_class_name")
+        if found != cls.__name__:
+            raise ValueError(f"{folder} holds a {found}, not a {cls.__name__}")
+        return super().from_pretrained(folder, **kwargs)
 
 
 def to_model_range(images: np.ndarray) -> torch.Tensor:
@@ -146,144 +156,18 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
-# --------------------------------------------------------------------------- training
-
-
-@dataclass
-class DiffusionConfig:
-    """How to train the diffusion model."""
-
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 2e-3
-    condition_dropout: float = 0.15
-    ema_decay: float = 0.995
-    train_timesteps: int = 1000
-    seed: int = 0
-    device: str = "cpu"
-    mixed_precision: str = "no"
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 500
-    progress: bool = True
-
-
-def noise_scheduler(config: DiffusionConfig) -> DDPMScheduler:
-    """The training noise schedule (cosine, epsilon prediction)."""
-    return DDPMScheduler(
-        num_train_timesteps=config.train_timesteps, beta_schedule="squaredcos_cap_v2"
-    )
-
-
-def train_diffusion(
-    model: ConditionalUNet, cohort: Cohort, *, config: DiffusionConfig
-) -> tuple[ConditionalUNet, pd.DataFrame]:
-    """Train by noise prediction; return the EMA model (eval mode) and the loss history.
-
-    Each attribute is dropped to its null code independently with ``condition_dropout``.
-    Checkpoints (model, EMA, optimizer, step) resume to the same final weights.
-    """
-    torch.manual_seed(config.seed)
-    accelerator = make_accelerator(config)
-    device = accelerator.device
-    x_all = to_model_range(cohort.images)
-    codes_all = model.conditions.codes(cohort.meta)
-    null = model.conditions.null
-    scheduler = noise_scheduler(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / 100)
-    )
-    ema = EMAModel(model.parameters(), decay=config.ema_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    start, history = 0, []
-    last = Path(config.checkpoint_dir) / "last.safetensors" if config.checkpoint_dir else None
-    if last is not None and last.exists():
-        start, history = _resume(last, accelerator.unwrap_model(model), ema, optimizer, lr_schedule)
-    ema.to(device)
-    bar = tqdm(
-        total=config.steps,
-        initial=start,
-        desc="diffusion",
-        unit="step",
-        disable=not config.progress,
-    )
-    for step in range(start, config.steps):
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        idx = torch.randint(len(x_all), (config.batch_size,), generator=generator)
-        x0, codes = x_all[idx].to(device), codes_all[idx].clone()
-        drop = torch.rand(codes.shape, generator=generator) < config.condition_dropout
-        codes = torch.where(drop, null.expand_as(codes), codes).to(device)
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        t = torch.randint(config.train_timesteps, (len(x0),), generator=generator).to(device)
-        with accelerator.autocast():
-            predicted = model(scheduler.add_noise(x0, noise, t), t, codes)
-        loss = nn.functional.mse_loss(predicted.float(), noise)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
-        lr_schedule.step()
-        ema.step(accelerator.unwrap_model(model).parameters())
-        history.append({"step": step, "loss": loss.item()})
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if last is not None and (
-            (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps
-        ):
-            _checkpoint(
-                last,
-                accelerator.unwrap_model(model),
-                ema,
-                optimizer,
-                lr_schedule,
-                step + 1,
-                history,
-                config,
-            )
-    bar.close()
-    model = accelerator.unwrap_model(model)
-    ema.copy_to(model.parameters())
-    return model.eval(), pd.DataFrame(history)
-
-
-def _checkpoint(path, model, ema, optimizer, lr_schedule, step, history, config) -> None:
-    """The loop's checkpoint plus the EMA weights, step, loss history and config."""
-    save_training_state(
-        path,
-        model,
-        optimizer,
-        lr_schedule,
-        tensors={
-            f"ema.{k}": p.detach().cpu().contiguous() for k, p in enumerate(ema.shadow_params)
-        },
-        metadata={
-            "step": str(step),
-            "history": json.dumps(history),
-            "ema_steps": str(ema.optimization_step),
-            "config": json.dumps(asdict(config)),
-        },
-    )
-
-
-def _resume(path, model, ema, optimizer, lr_schedule):
-    tensors, metadata = load_training_state(path, model, optimizer, lr_schedule)
-    for k, p in enumerate(ema.shadow_params):
-        p.data.copy_(tensors[f"ema.{k}"])
-    ema.optimization_step = int(metadata["ema_steps"])
-    return int(metadata["step"]), json.loads(metadata["history"])
-
-
 # --------------------------------------------------------------------------- sampling
 
 
-def make_scheduler(name: str, *, clip: bool = True, train_timesteps: int = 1000):
-    """A diffusers sampler with the training noise schedule: ddpm, ddim or dpmsolver (++).
+def make_scheduler(model: ConditionalUNet, name: str, *, clip: bool = True):
+    """A diffusers sampler with the model's noise schedule: ddpm, ddim or dpmsolver (++).
 
     ``clip`` keeps each step's predicted clean image in [-1, 1] (DPM-Solver++ by dynamic
     thresholding): near t = T the cosine schedule's signal is ~0, and an unclipped estimate of
     the clean image explodes there. Regeneration from an inversion leaves it off, to mirror the
     unclipped inversion.
     """
-    common = {"num_train_timesteps": train_timesteps, "beta_schedule": "squaredcos_cap_v2"}
+    common = model.noise_schedule
     if name == "ddpm":
         return DDPMScheduler(**common, clip_sample=clip)
     if name == "ddim":
@@ -328,15 +212,15 @@ def sample(
     The denoising loop is written out: at each timestep predict the (guided) noise and let the
     scheduler take its step. ``noise`` starts from given latents instead of fresh noise.
     """
-    device = next(model.parameters()).device
-    spec = model.spec
-    shape = (len(codes), spec["channels"], spec["image_size"], spec["image_size"])
+    device = model.device
+    size = model.config.image_size
+    shape = (len(codes), model.config.channels, size, size)
     x = noise if noise is not None else torch.randn(shape, generator=generator)
     out = []
     for start in tqdm(range(0, len(codes), batch_size), desc="sampling", disable=not progress):
         part = x[start : start + batch_size].to(device)
         c = codes[start : start + batch_size].to(device)
-        scheduler = make_scheduler(sampler, clip=clip)
+        scheduler = make_scheduler(model, sampler, clip=clip)
         scheduler.set_timesteps(steps)
         for t in scheduler.timesteps:
             eps = guided_noise(model, part, t.to(device).expand(len(part)), c, guidance)
@@ -354,10 +238,8 @@ def invert(
     Run under the factual ``codes`` without guidance, it is the abduction step of a
     counterfactual: the image's exogenous noise.
     """
-    device = next(model.parameters()).device
-    scheduler = DDIMInverseScheduler(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False
-    )
+    device = model.device
+    scheduler = DDIMInverseScheduler(**model.noise_schedule, clip_sample=False)
     scheduler.set_timesteps(steps)
     x, codes = x0.to(device), codes.to(device)
     for t in scheduler.timesteps:

@@ -4,8 +4,8 @@ skin measurably worse. Trained with the quick-mode classifier (a small CNN at 32
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from fairkit.amplification import Experiment
 from fairkit.config import settings
+from fairkit.experiment import Experiment
 
 
 @pytest.mark.slow

@@ -1,85 +1,47 @@
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DModel
 
 from fairkit import counterfactual as cf
-from fairkit.data import synth
-from fairkit.models import diffusion as D
+from fairkit.models import diffusion
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cohort():
-    return synth.generate("skin", 256, seed=0, image_size=16)
-
-
-def tiny(cohort):
-    vocabulary = {"skin_group": ("dark", "light"), "sex": ("F", "M")}
-    return D.ConditionalUNet(
-        vocabulary=vocabulary, image_size=16, channels=3, block_out_channels=(8, 16)
-    )
-
-
-@pytest.fixture(scope="module")
-def trained(cohort):
-    config = D.DiffusionConfig(steps=100, batch_size=16, progress=False)
-    return D.train_diffusion(tiny(cohort), cohort, config=config)
-
-
-def test_a_tiny_model_learns(trained):
-    _, history = trained
-    assert history["loss"].iloc[-30:].mean() < 0.6 * history["loss"].iloc[:10].mean()
-
-
-def test_resume_gives_the_same_weights(cohort, tmp_path):
-    config = D.DiffusionConfig(
-        steps=6, batch_size=8, checkpoint_dir=str(tmp_path), checkpoint_every=3, progress=False
-    )
-    whole, _ = D.train_diffusion(tiny(cohort), cohort, config=config)
-    for f in tmp_path.iterdir():
-        f.unlink()
-    first = D.DiffusionConfig(**{**config.__dict__, "steps": 3})
-    D.train_diffusion(tiny(cohort), cohort, config=first)
-    resumed, history = D.train_diffusion(tiny(cohort), cohort, config=config)
-    assert len(history) == 6
-    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b)
-
-
-@pytest.mark.parametrize("sampler", D.SAMPLERS)
-def test_samplers_give_images_of_the_right_shape_and_range(trained, cohort, sampler):
-    model, _ = trained
-    codes = model.conditions.codes(cohort.meta.iloc[:4])
-    out = D.sample(
+@pytest.mark.parametrize("sampler", diffusion.SAMPLERS)
+def test_samplers_give_images_of_the_right_shape_and_range(trained_unet, skin16, sampler):
+    model, _ = trained_unet
+    codes = model.conditions.codes(skin16.meta.iloc[:4])
+    out = diffusion.sample(
         model, codes, sampler=sampler, steps=2, generator=torch.Generator().manual_seed(0)
     )
     assert out.shape == (4, 3, 16, 16) and torch.isfinite(out).all()
-    assert D.to_uint8(out).dtype == np.uint8
+    assert diffusion.to_uint8(out).dtype == np.uint8
 
 
-def test_guidance_in_one_batch_equals_two_calls(trained, cohort):
-    model, _ = trained
-    codes = model.conditions.codes(cohort.meta.iloc[:4])
+def test_guidance_in_one_batch_equals_two_calls(trained_unet, skin16):
+    model, _ = trained_unet
+    codes = model.conditions.codes(skin16.meta.iloc[:4])
     x, t = torch.randn(4, 3, 16, 16), torch.full((4,), 500)
     with torch.no_grad():
-        batched = D.guided_noise(model, x, t, codes, 3.0)
+        batched = diffusion.guided_noise(model, x, t, codes, 3.0)
         cond = model(x, t, codes)
         uncond = model(x, t, model.conditions.null.expand_as(codes))
     torch.testing.assert_close(batched, uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-5)
 
 
-def test_inversion_then_regeneration_reconstructs(trained, cohort):
-    model, _ = trained
-    few = cohort.subset(np.arange(8))
+def test_inversion_then_regeneration_reconstructs(trained_unet, skin16):
+    model, _ = trained_unet
+    few = skin16.subset(np.arange(8))
     back = cf.counterfactual(model, few, {}, steps=20)
     others = cf.pixel_l1(few, few.images[::-1])  # how far apart two images of the cohort are
     assert cf.pixel_l1(few, back).mean() < 0.5 * others.mean()
 
 
-def test_interventions_change_the_condition_and_refuse_unknowns(trained, cohort):
-    model, _ = trained
-    few = cohort.subset(np.arange(4))
+def test_interventions_change_the_condition_and_refuse_unknowns(trained_unet, skin16):
+    model, _ = trained_unet
+    few = skin16.subset(np.arange(4))
     out = cf.counterfactual(model, few, {"skin_group": "dark"}, steps=4)
     assert (out.meta["skin_group"] == "dark").all() and out.images.shape == few.images.shape
     with pytest.raises(ValueError, match="cannot intervene"):
@@ -88,11 +50,11 @@ def test_interventions_change_the_condition_and_refuse_unknowns(trained, cohort)
         cf.counterfactual(model, few, {"sex": "X"})
 
 
-def test_flip_rates_count_changed_decisions(cohort):
+def test_flip_rates_count_changed_decisions(skin16):
     from fairkit.models.classifier import backbone
 
     classifier = backbone("small_cnn", in_channels=3, n_classes=2, image_size=16, width=4).eval()
-    cohort = cohort.binarize(["melanoma", "bcc"], names=("benign", "malignant"))
+    cohort = skin16.binarize(["melanoma", "bcc"], names=("benign", "malignant"))
     same = cf.flip_rates(classifier, cohort, cohort, by="sex", n_boot=20)
     assert (same["flip_rate"] == 0).all()
     inverted = type(cohort)(255 - cohort.images, cohort.meta, cohort.modality, cohort.classes)
@@ -100,9 +62,9 @@ def test_flip_rates_count_changed_decisions(cohort):
     assert ((changed["lo"] <= changed["flip_rate"]) & (changed["flip_rate"] <= changed["hi"])).all()
 
 
-def test_exact_and_learned_counterfactuals_answer_the_same_question(trained, cohort):
-    model, _ = trained
-    few = cohort.subset(np.arange(6))
+def test_exact_and_learned_counterfactuals_answer_the_same_question(trained_unet, skin16):
+    model, _ = trained_unet
+    few = skin16.subset(np.arange(6))
     do = cf.skin_interventions(few.meta)["do(skin type)"]
     pair = cf.paired(model, few, do, steps=4)
     flipped = pair.exact.meta["skin_group"].to_numpy() != few.meta["skin_group"].to_numpy()
@@ -111,11 +73,11 @@ def test_exact_and_learned_counterfactuals_answer_the_same_question(trained, coh
     assert (cf.pixel_l1(few, pair.exact) > 0).all()
 
 
-def test_soundness_scores_lie_in_their_ranges(trained, cohort):
+def test_soundness_scores_lie_in_their_ranges(trained_unet, skin16):
     from fairkit.models.classifier import backbone
 
-    model, _ = trained
-    few = cohort.subset(np.arange(8))
+    model, _ = trained_unet
+    few = skin16.subset(np.arange(8))
     pairs = {"do(sex)": cf.paired(model, few, cf.skin_interventions(few.meta)["do(sex)"], steps=2)}
     judge = backbone("small_cnn", in_channels=3, n_classes=2, image_size=16, width=4).eval()
     table = cf.soundness(
@@ -125,3 +87,50 @@ def test_soundness_scores_lie_in_their_ranges(trained, cohort):
     assert ((scores >= 0) & (scores <= 1)).all().all()
     assert (table[["l1_to_exact", "reversibility_l1", "change_exact"]] >= 0).all().all()
     assert set(table["group"]) == set(few.meta["skin_group"])
+
+
+def test_save_pretrained_then_from_pretrained_gives_the_same_model(trained_unet, skin16, tmp_path):
+    model, _ = trained_unet
+    model.save_pretrained(tmp_path / "unet")
+    loaded = diffusion.ConditionalUNet.from_pretrained(tmp_path / "unet")
+    assert not loaded.training
+    assert loaded.config.train_timesteps == model.config.train_timesteps
+    assert list(loaded.conditions.vocabulary.items()) == list(model.conditions.vocabulary.items())
+    codes = model.conditions.codes(skin16.meta.iloc[:4])
+    assert torch.equal(loaded.conditions.codes(skin16.meta.iloc[:4]), codes)
+    x, t = torch.randn(4, 3, 16, 16), torch.full((4,), 300)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t, codes), model(x, t, codes), rtol=0, atol=0)
+
+
+def test_from_pretrained_refuses_another_model(tmp_path):
+    other = UNet2DModel(
+        sample_size=8,
+        block_out_channels=(8, 8),
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+        norm_num_groups=8,
+    )
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="holds a UNet2DModel, not a ConditionalUNet"):
+        diffusion.ConditionalUNet.from_pretrained(tmp_path / "other")
+
+
+def record_timesteps(model):
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[1].max().item()))
+    return seen
+
+
+@pytest.mark.parametrize("sampler", diffusion.SAMPLERS)
+def test_sampling_and_inversion_use_the_models_noise_schedule(tiny_unet, skin16, sampler):
+    model = tiny_unet(train_timesteps=200).eval()
+    seen = record_timesteps(model)
+    codes = model.conditions.codes(skin16.meta.iloc[:2])
+    generator = torch.Generator().manual_seed(0)
+    diffusion.sample(model, codes, sampler=sampler, steps=2, guidance=1.0, generator=generator)
+    assert diffusion.make_scheduler(model, sampler).config.num_train_timesteps == 200
+    assert len(seen) == 2 and max(seen) < 200 and max(seen) >= 100
+    seen.clear()
+    diffusion.invert(model, torch.zeros(2, 3, 16, 16), codes, steps=2)
+    assert len(seen) == 2 and max(seen) < 200 and max(seen) >= 100

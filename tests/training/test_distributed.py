@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
 
     from fairkit.data import synth
     from fairkit.models.classifier import backbone
-    from fairkit.train import TrainConfig, fit
+    from fairkit.training import TrainConfig, fit
 
     out = Path(sys.argv[1])
     splits = synth.make_splits("mri", seed=0, image_size=16, n_train=192, n_val=64, n_test=64)

@@ -1,14 +1,15 @@
-"""The one training loop for image classifiers on a Cohort.
+"""The training loop for image classifiers on a Cohort.
 
-Per-sample weights, group-balanced sampling, GroupDRO, early stopping on a validation metric
-(overall or worst group), safetensors checkpoints that resume to the same final weights,
-determinism on CPU for a fixed seed, devices and mixed precision through ``accelerate``.
+Per-sample weights, a pluggable per-sample loss (cross-entropy by default), group-balanced
+sampling, GroupDRO, early stopping on a validation metric (overall or worst group), checkpoints
+that resume to the same final weights, determinism on CPU for a fixed seed, devices and mixed
+precision through ``accelerate`` (see ``fairkit.training.engine``).
 """
 
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,18 +17,27 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from fairkit.data import Cohort
+from fairkit.data import Cohort, as_tensor
 from fairkit.io import write_atomic
+from fairkit.training.engine import (
+    last_checkpoint,
+    make_accelerator,
+    resume,
+    save_training_state,
+    warmup_cosine,
+)
 
 SAMPLING = ("uniform", "group_balanced")
 OBJECTIVES = ("erm", "groupdro")
 SELECTION = ("overall", "worst_group")
+
+PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""Model output and labels (B,) to per-sample losses, (B,) or (B, heads)."""
 
 
 @dataclass
@@ -77,21 +87,6 @@ class TrainResult:
     history: pd.DataFrame
     best_epoch: int
     config: TrainConfig = field(repr=False)
-
-
-def as_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, C, H, W) images as float32 in [0, 1]."""
-    return torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255)
-
-
-def make_accelerator(config: TrainConfig) -> Accelerator:
-    """A fresh Accelerator for this run's device and precision.
-
-    accelerate keeps one process-wide state and refuses a second precision in the same process
-    (a chapter that trains fp32 and then bf16); resetting it between runs lifts that.
-    """
-    AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
 
 
 def _group_codes(cohort: Cohort, column: str | None) -> tuple[torch.Tensor, int]:
@@ -146,17 +141,6 @@ def _index_loader(accelerator: Accelerator, sampler: EpochOrder, batch_size: int
     return accelerator.prepare_data_loader(loader, device_placement=False)
 
 
-def _warmup_cosine(total_steps: int, warmup_fraction: float):
-    warmup = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    return factor
-
-
 def validation_score(model, cohort: Cohort, config: TrainConfig, device) -> float:
     """AUROC on validation data (one-vs-rest macro for many classes), overall or worst group."""
     scores = _probabilities(model, cohort, device=device)
@@ -183,49 +167,17 @@ def _auroc(y: np.ndarray, scores: np.ndarray) -> float:
     )
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_training_state(
-    path: Path, model, optimizer, scheduler, *, tensors=None, metadata=None
-) -> None:
-    """Model, optimizer and LR-schedule state in one safetensors file, written atomically.
-
-    ``tensors`` (more state, e.g. EMA weights) and ``metadata`` (strings) travel along;
-    ``load_training_state`` gives them back. Shared by every loop that checkpoints.
-    """
-    out = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt = optimizer.state_dict()
-    for idx, values in opt["state"].items():
-        for key, value in values.items():
-            out[f"optim.{idx}.{key}"] = torch.as_tensor(value).cpu().contiguous()
-    out.update(tensors or {})
-    meta = {
-        "param_groups": json.dumps(opt["param_groups"]),
-        "scheduler": json.dumps(scheduler.state_dict()),
-        **(metadata or {}),
-    }
-    write_atomic(path, lambda tmp: save_file(out, str(tmp), metadata=meta))
-
-
-def load_training_state(path: Path, model, optimizer, scheduler) -> tuple[dict, dict]:
-    """Restore what ``save_training_state`` wrote; return the file's tensors and metadata."""
-    from safetensors import safe_open
-
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata()
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict(
-        {"state": state, "param_groups": json.loads(metadata["param_groups"])}
+def per_sample_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per sample and head, shape (B, heads), for (B, C) or (B, heads, C) logits."""
+    logits = logits[:, None] if logits.ndim == 2 else logits
+    heads = logits.shape[1]
+    return (
+        nn.functional.cross_entropy(
+            logits.flatten(0, 1), y.repeat_interleave(heads), reduction="none"
+        )
+        .float()
+        .view(-1, heads)
     )
-    scheduler.load_state_dict(json.loads(metadata["scheduler"]))
-    return tensors, metadata
 
 
 # --------------------------------------------------------------------------- the loop
@@ -238,6 +190,7 @@ def fit(
     config: TrainConfig,
     val: Cohort | None = None,
     sample_weight: np.ndarray | None = None,
+    loss: PerSampleLoss = per_sample_cross_entropy,
 ) -> TrainResult:
     """Train ``model`` on ``train``; keep the epoch with the best validation score.
 
@@ -250,6 +203,12 @@ def fit(
             weighted mean over each batch. A model with several heads (output (B, H, classes),
             see ``head_index``) takes one column of weights per head, shape (N, H); its loss is
             the sum over heads.
+        loss: the per-sample loss of the model's output and the labels, (B,) or (B, heads);
+            weights, GroupDRO and the sum over heads apply to it as to the default
+            cross-entropy.
+
+    Returns:
+        The model at its best epoch (eval mode), the history and that epoch.
     """
     torch.manual_seed(config.seed)
     accelerator = make_accelerator(config)
@@ -267,8 +226,11 @@ def fit(
     model, optimizer = accelerator.prepare(model, optimizer)
     loader = _index_loader(accelerator, EpochOrder(groups, n_groups, config), config.batch_size)
     steps_per_epoch = len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _warmup_cosine(config.epochs * steps_per_epoch, config.warmup_fraction)
+    total_steps = config.epochs * steps_per_epoch
+    scheduler = warmup_cosine(
+        optimizer,
+        total_steps=total_steps,
+        warmup_steps=max(1, int(total_steps * config.warmup_fraction)),
     )
     step_model = torch.compile(model) if config.compile else model
     state = {
@@ -279,21 +241,18 @@ def fit(
         "dro_q": [1 / n_groups] * n_groups,
         "bad_epochs": 0,
     }
-    checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-    last = checkpoint_dir / "last.safetensors" if checkpoint_dir else None
-    if last is not None and last.exists():
-        tensors, metadata = load_training_state(
-            last, accelerator.unwrap_model(model), optimizer, scheduler
-        )
+    last = last_checkpoint(config.checkpoint_dir)
+    restored = resume(last, accelerator.unwrap_model(model), optimizer, scheduler)
+    if restored is not None:
+        tensors, metadata = restored
         torch.set_rng_state(tensors["rng.torch"])
         state = json.loads(metadata["state"])
     dro_q = torch.tensor(state["dro_q"])
-    best_weights = None
-    if checkpoint_dir is not None and (checkpoint_dir / "best.safetensors").exists():
-        best_weights = load_file(str(checkpoint_dir / "best.safetensors"))
+    best_path = Path(config.checkpoint_dir) / "best.safetensors" if last is not None else None
+    best_weights = load_file(str(best_path)) if best_path and best_path.exists() else None
 
     bar = tqdm(
-        total=config.epochs * steps_per_epoch,
+        total=total_steps,
         initial=(state["epoch"] + 1) * steps_per_epoch,
         desc="training",
         unit="step",
@@ -309,10 +268,11 @@ def fit(
             if config.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with accelerator.autocast():
-                per_sample = _per_sample_loss(step_model(batch), y[idx].to(device))
+                per_sample = loss(step_model(batch), y[idx].to(device))
+            per_sample = per_sample[:, None] if per_sample.ndim == 1 else per_sample
             w = weights[idx].to(device)
             if config.objective == "groupdro":
-                loss, dro_q = _group_dro(
+                batch_loss, dro_q = _group_dro(
                     per_sample[:, 0] * w[:, 0],
                     groups[idx].to(device),
                     dro_q.to(device),
@@ -320,14 +280,14 @@ def fit(
                 )
                 dro_q = accelerator.reduce(dro_q, reduction="mean")  # one q for all processes
             else:  # each head's weighted mean, summed over heads
-                loss = ((per_sample * w).sum(0) / w.sum(0).clamp_min(1e-12)).sum()
+                batch_loss = ((per_sample * w).sum(0) / w.sum(0).clamp_min(1e-12)).sum()
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
+            accelerator.backward(batch_loss)
             optimizer.step()
             scheduler.step()
-            losses.append(loss.item())
+            losses.append(batch_loss.item())
             bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+            bar.set_postfix(epoch=epoch, loss=f"{batch_loss.item():.3f}")
         score = validation_score(model, val, config, device) if val is not None else float(epoch)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_score": score}
         state["history"].append(record)
@@ -337,10 +297,9 @@ def fit(
                 k: v.detach().cpu().clone()
                 for k, v in accelerator.unwrap_model(model).state_dict().items()
             }
-            if checkpoint_dir is not None and accelerator.is_main_process:
+            if best_path is not None and accelerator.is_main_process:
                 write_atomic(
-                    checkpoint_dir / "best.safetensors",
-                    lambda tmp, weights=best_weights: save_file(weights, str(tmp)),
+                    best_path, lambda tmp, weights=best_weights: save_file(weights, str(tmp))
                 )
         else:
             state["bad_epochs"] += 1
@@ -364,7 +323,7 @@ def fit(
 
 
 def fit_attribute(
-    make_model,
+    make_model: Callable[[int], nn.Module],
     train: Cohort,
     val: Cohort,
     *,
@@ -400,19 +359,6 @@ def _weight_matrix(sample_weight, n: int, n_heads: int) -> torch.Tensor:
             f"{f' or ({n}, {n_heads})' if n_heads > 1 else ''}; got {tuple(weights.shape)}"
         )
     return weights
-
-
-def _per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy per sample and head, shape (B, heads), for (B, C) or (B, heads, C) logits."""
-    logits = logits[:, None] if logits.ndim == 2 else logits
-    heads = logits.shape[1]
-    return (
-        nn.functional.cross_entropy(
-            logits.flatten(0, 1), y.repeat_interleave(heads), reduction="none"
-        )
-        .float()
-        .view(-1, heads)
-    )
 
 
 def head_index(model: nn.Module, cohort: Cohort) -> np.ndarray | None:

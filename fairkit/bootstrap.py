@@ -1,0 +1,100 @@
+"""The patient (cluster) bootstrap of the fairness report, vectorised over replicates.
+
+fairlearn's own bootstrap resamples rows; a patient with several images must be drawn whole.
+Each replicate is a row of weights (how often each image's patient is drawn), and every metric
+is recomputed from weighted confusion counts for all replicates at once (hand-written for
+speed: a MetricFrame per replicate is ~100x slower). ``tests/test_fairness.py`` checks that
+both paths agree.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+ECE_BINS = 10
+
+
+def weighted_rates(y, p, s, g, n_groups: int, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-group rate metrics for each replicate (rows of ``weights``), from weighted counts."""
+    cell = g * 4 + y * 2 + p
+    counts = (weights @ np.eye(4 * n_groups)[cell]).reshape(len(weights), n_groups, 2, 2)
+    tn, fp, fn, tp = counts[..., 0, 0], counts[..., 0, 1], counts[..., 1, 0], counts[..., 1, 1]
+    n = tn + fp + fn + tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "accuracy": (tp + tn) / n,
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+            "fpr": fp / (fp + tn),
+            "fnr": fn / (fn + tp),
+            "selection_rate": (tp + fp) / n,
+        }
+    out["f1"] = np.where(tp + fp + fn > 0, out["f1"], np.nan)
+    return out
+
+
+def weighted_auroc_ece(y, s, g, n_groups, weights):
+    """AUROC (weighted Mann-Whitney with mid-ranks for ties) and ECE per group per replicate."""
+    auc = np.full((len(weights), n_groups), np.nan)
+    ece = np.full((len(weights), n_groups), np.nan)
+    for k in range(n_groups):
+        rows = np.flatnonzero(g == k)
+        if len(rows) == 0:
+            continue
+        order = rows[np.argsort(s[rows], kind="stable")]
+        yk, sk, w = y[order], s[order], weights[:, order]
+        starts = np.flatnonzero(np.r_[True, np.diff(sk) > 0])
+        pos = np.add.reduceat(w * yk, starts, axis=1)
+        neg = np.add.reduceat(w * (1 - yk), starts, axis=1)
+        below = np.cumsum(neg, axis=1) - neg
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc[:, k] = (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+            onehot = np.eye(ECE_BINS)[np.minimum((sk * ECE_BINS).astype(int), ECE_BINS - 1)]
+            gap = (w * (yk - sk)) @ onehot
+            ece[:, k] = np.abs(gap).sum(1) / w.sum(1)
+    return auc, ece
+
+
+def patient_weights(patients: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Bootstrap weights (n_boot, N): how often each row's patient is drawn in each replicate."""
+    # Codes follow sorted patient ids, so two tables of the same patients in another row order
+    # draw the same patients in replicate b: paired intervals in ``improvement``.
+    codes, uniques = pd.factorize(pd.Series(patients).astype(str), sort=True)
+    n_patients = len(uniques)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_patients, size=(n_boot, n_patients))
+    flat = (np.arange(n_boot)[:, None] * n_patients + draws).ravel()
+    per_patient = np.bincount(flat, minlength=n_boot * n_patients).reshape(n_boot, n_patients)
+    return per_patient[:, codes].astype(float)
+
+
+def percentile_interval(replicates: np.ndarray):
+    """The 2.5th and 97.5th percentiles over replicates (axis 0), ignoring NaN; NaN if none."""
+    if len(replicates) == 0 or np.isnan(replicates).all():
+        shape = np.shape(replicates)[1:]
+        return (np.full(shape, np.nan), np.full(shape, np.nan)) if shape else (np.nan, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(replicates, [2.5, 97.5], axis=0)
+    return (lo, hi) if np.ndim(lo) else (float(lo), float(hi))
+
+
+def gap_replicates(metric: str, boot: dict) -> np.ndarray:
+    """A gap per replicate, defined as fairlearn defines it (max minus min over groups)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+        def spread(x):
+            return np.nanmax(x, 1) - np.nanmin(x, 1)
+
+        tpr, fpr = spread(boot["recall"]), spread(boot["fpr"])
+        return {
+            "equal_opportunity": tpr,
+            "equalized_odds": np.maximum(tpr, fpr),
+            "equalized_odds_mean": (tpr + fpr) / 2,
+            "demographic_parity": spread(boot["selection_rate"]),
+        }[metric]

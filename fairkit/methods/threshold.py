@@ -1,0 +1,75 @@
+"""Post-processing: fairlearn's ThresholdOptimizer on another method's scores (no retraining)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from fairlearn.postprocessing import ThresholdOptimizer
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from fairkit.fairness import positive_scores
+from fairkit.methods.base import MethodPredictions
+
+if TYPE_CHECKING:
+    from fairkit.experiment import Scenario
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Group-specific thresholds for equalized odds, fitted on ``base``'s validation scores."""
+
+    name: str = "threshold"
+    base: str = "erm"
+
+    def __call__(self, scenario: Scenario) -> MethodPredictions:
+        """``base``'s predictions (trained once by the experiment) with post-processed decisions."""
+        return postprocess(
+            scenario.predictions(self.base),
+            attribute=scenario.attribute,
+            positive=scenario.positive,
+            seed=scenario.experiment.seed,
+            name=self.name,
+        )
+
+
+def postprocess(
+    base: MethodPredictions, *, attribute: str, positive: str, seed: int, name: str = "threshold"
+) -> MethodPredictions:
+    """Post-process a method's scores with fairlearn's ThresholdOptimizer."""
+    decision = _threshold_optimizer(base.val, base.test, attribute, positive, seed)
+    return replace(base, method=name, test=base.test.assign(decision=decision))
+
+
+class _GivenScore(BaseEstimator, ClassifierMixin):
+    """An 'estimator' whose input is already its score, so fairlearn can post-process scores."""
+
+    def fit(self, X, y):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0]
+
+
+def _threshold_optimizer(
+    val: pd.DataFrame, test: pd.DataFrame, attribute: str, positive: str, seed: int
+) -> np.ndarray:
+    """Group-specific thresholds for equalized odds, fitted on validation data (fairlearn)."""
+    y_val = (val["y_true"].to_numpy() == 1).astype(int)
+    optimizer = ThresholdOptimizer(
+        estimator=_GivenScore().fit(None, None),
+        constraints="equalized_odds",
+        objective="balanced_accuracy_score",
+        prefit=True,
+        predict_method="predict",
+    )
+    val_scores = positive_scores(val, positive).astype(np.float64)[:, None]
+    test_scores = positive_scores(test, positive).astype(np.float64)[:, None]
+    optimizer.fit(val_scores, y_val, sensitive_features=val[attribute].to_numpy())
+    decisions = optimizer.predict(
+        test_scores, sensitive_features=test[attribute].to_numpy(), random_state=seed
+    )
+    return np.asarray(decisions).astype(int)

@@ -1,1 +1,0 @@
-"""Bias mitigation: baselines (resampling, reweighting, GroupDRO, in-group, thresholds)."""

@@ -1,0 +1,29 @@
+"""The study's figures, one look for all chapters: each function takes data, returns a Figure."""
+
+from fairkit.plots.cohorts import causal_graph, group_bars, image_grid, prevalence_bars
+from fairkit.plots.counterfactuals import counterfactual_columns, flip_bars, sampler_tradeoff
+from fairkit.plots.metrics import amplification_curves, group_intervals, method_table, shortcut_bars
+from fairkit.plots.spare import mixing_curve, sharing_curve, temperature_curves, weight_histograms
+from fairkit.plots.style import GROUP_COLORS, as_display, palette, set_theme
+
+__all__ = [
+    "GROUP_COLORS",  # fixed colours per attribute value, the same in every chapter
+    "amplification_curves",  # per-group metric and a gap against injected bias strength
+    "as_display",  # (N, C, H, W) images as (N, H, W, 3) floats for imshow
+    "causal_graph",  # a causal model's graph, nodes coloured by kind
+    "counterfactual_columns",  # factual and counterfactual images side by side
+    "flip_bars",  # how often decisions flip under an intervention, per group
+    "group_bars",  # one bar per group and setting
+    "group_intervals",  # per-group values with 95% intervals, one panel per setting
+    "image_grid",  # images in a labelled grid
+    "method_table",  # methods against worst-group scores and gaps
+    "mixing_curve",  # a group's own model against out-of-group data
+    "palette",  # colours for an attribute's values
+    "prevalence_bars",  # the composition of a cohort by group
+    "sampler_tradeoff",  # diffusion samplers: time against agreement
+    "set_theme",  # the book's one seaborn theme
+    "sharing_curve",  # per-group F1 and cost against shared stages
+    "shortcut_bars",  # AUROC before and after removing an artifact
+    "temperature_curves",  # SPARE's temperature: validation choice and test F1
+    "weight_histograms",  # SPARE weights per target group
+]

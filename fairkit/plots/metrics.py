@@ -1,0 +1,160 @@
+"""Figures of group metrics: bias sweeps, method tables, shortcut test, intervals."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from fairkit.plots.style import GAP_LABELS, errorbars, palette
+
+
+def amplification_curves(
+    groups: pd.DataFrame,
+    gaps: pd.DataFrame,
+    *,
+    metric: str,
+    xlabel: str,
+    title: str,
+    gap: str = "equalized_odds",
+):
+    """Per-group ``metric`` and a gap (default equalized odds) against bias strength, 95% CIs.
+
+    One column of panels per modality: top the groups' metric, bottom the gap.
+    """
+    modalities = list(pd.unique(groups["modality"]))
+    fig, axes = plt.subplots(
+        2, len(modalities), figsize=(4.2 * len(modalities), 6.4), squeeze=False, sharex=True
+    )
+    for j, modality in enumerate(modalities):
+        rows = groups[(groups["modality"] == modality) & (groups["metric"] == metric)]
+        attribute = rows["attribute"].iloc[0]
+        errorbars(
+            axes[0, j],
+            rows,
+            x="strength",
+            hue="group",
+            palette_=palette(attribute, rows["group"]),
+            dodge=0.01,
+        )
+        axes[0, j].set(title=modality, ylabel=f"{metric} (0–1)")
+        axes[0, j].legend(title=attribute.replace("_", " "), frameon=False)
+        label = GAP_LABELS.get(gap, gap)
+        rows = gaps[(gaps["modality"] == modality) & (gaps["metric"] == gap)]
+        errorbars(
+            axes[1, j],
+            rows.assign(series=label),
+            x="strength",
+            hue="series",
+            palette_={label: "0.2"},
+        )
+        axes[1, j].set(xlabel=xlabel, ylabel=f"{label} (0–1)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def method_table(table: pd.DataFrame, *, title: str):
+    """Baselines side by side: each metric's value and 95% interval per method, per modality."""
+    metrics = list(pd.unique(table["metric"]))
+    modalities = list(pd.unique(table["modality"]))
+    fig, axes = plt.subplots(
+        len(modalities),
+        len(metrics),
+        figsize=(3.2 * len(metrics), 2.6 * len(modalities)),
+        squeeze=False,
+        sharey=True,
+    )
+    methods = list(pd.unique(table["method"]))
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    for i, modality in enumerate(modalities):
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            rows = (
+                table[(table["modality"] == modality) & (table["metric"] == metric)]
+                .set_index("method")
+                .loc[methods]
+            )
+            err = np.vstack([rows["value"] - rows["lo"], rows["hi"] - rows["value"]]).clip(min=0)
+            ax.errorbar(
+                rows["value"], range(len(methods)), xerr=err, fmt="none", ecolor="0.4", capsize=3
+            )
+            ax.scatter(
+                rows["value"], range(len(methods)), c=[colours[m] for m in methods], zorder=3
+            )
+            ax.set_yticks(range(len(methods)), methods)
+            ax.set(xlabel=metric.replace("_", " ") + " (0–1)", title=modality if j == 0 else "")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def shortcut_bars(table: pd.DataFrame, *, title: str):
+    """AUROC per group on images with the artifact tied to disease and with it removed."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    table = table.assign(panel=table["modality"] + ": " + table["group"].astype(str))
+    tests = list(pd.unique(table["test"]))
+    colours = dict(zip(tests, ["#D35400", "#2E86C1"], strict=True))
+    panels = list(pd.unique(table["panel"]))
+    for k, test in enumerate(tests):
+        rows = table[table["test"] == test].set_index("panel").loc[panels]
+        x = np.arange(len(panels)) + (k - 0.5) * 0.35
+        err = np.vstack([rows["auroc"] - rows["lo"], rows["hi"] - rows["auroc"]]).clip(min=0)
+        ax.bar(x, rows["auroc"], width=0.35, color=colours[test], label=test, yerr=err, capsize=3)
+    ax.set_xticks(range(len(panels)), panels, rotation=20, ha="right")
+    ax.set(ylabel="test AUROC (0–1)", ylim=(0.4, 1.0), title=title)
+    ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def group_intervals(table: pd.DataFrame, *, y: str, panels: str, title: str):
+    """Per-group values with 95% intervals: one panel per (``panels`` value, metric).
+
+    ``y`` lists the compared things (methods, variants) down each panel; groups are coloured
+    with their fixed colours. The table has columns attribute, group, metric, value, lo, hi.
+    """
+    rows_of = list(pd.unique(table[panels]))
+    metrics = list(pd.unique(table["metric"]))
+    things = list(pd.unique(table[y]))
+    fig, axes = plt.subplots(
+        len(rows_of),
+        len(metrics),
+        figsize=(3.3 * len(metrics) + 1.5, 0.33 * len(things) * len(rows_of) + 1.6),
+        squeeze=False,
+        sharex=True,
+    )
+    for i, panel in enumerate(rows_of):
+        part = table[table[panels] == panel]
+        attribute = part["attribute"].iloc[0]
+        colours = palette(attribute, sorted(part["group"].unique()))
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            for k, (group, colour) in enumerate(colours.items()):
+                rows = part[(part["metric"] == metric) & (part["group"] == group)]
+                rows = rows.set_index(y).reindex(things)
+                pos = np.arange(len(things)) + (k - (len(colours) - 1) / 2) * 0.25
+                err = np.vstack([rows["value"] - rows["lo"], rows["hi"] - rows["value"]])
+                ax.errorbar(
+                    rows["value"],
+                    pos,
+                    xerr=np.nan_to_num(err.clip(min=0)),
+                    fmt="o",
+                    color=colour,
+                    capsize=2,
+                    label=str(group),
+                )
+            ax.set_yticks(range(len(things)), things if j == 0 else [""] * len(things))
+            ax.invert_yaxis()
+            ax.set(xlabel=f"{metric} (0–1)", title=str(panel) if j == 0 else "")
+        axes[i, -1].legend(
+            title=attribute.replace("_", " "),
+            frameon=False,
+            loc="upper left",
+            bbox_to_anchor=(1, 1),
+        )
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,213 @@
+"""Chapter 2, how bias enters: sweeps of injected bias, the shortcut test, baseline tables.
+
+Each experiment generates biased training data from a modality's causal model, trains through
+the one loop and evaluates on the balanced, unbiased test set (``Experiment.evaluate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from fairkit.data import synth
+from fairkit.experiment import Experiment
+from fairkit.fairness import Report
+from fairkit.methods import BASELINES
+from fairkit.training import predict
+from fairkit.verdicts import interval
+
+PER_GROUP = ("recall", "fpr", "auroc")
+GAPS = ("equalized_odds", "equal_opportunity", "gap_auroc")
+
+
+def _tidy(report: Report, attribute: str, **labels) -> tuple[pd.DataFrame, pd.DataFrame]:
+    groups = report.by_group[
+        (report.by_group["attribute"] == attribute) & report.by_group["metric"].isin(PER_GROUP)
+    ]
+    gaps = report.gaps[(report.gaps["attribute"] == attribute) & report.gaps["metric"].isin(GAPS)]
+    return groups.assign(**labels), gaps.assign(**labels)
+
+
+def sweep(experiment: Experiment, kind: str, strengths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train ERM at each bias strength; per-group metrics and gaps (with 95% CIs) per strength."""
+    task, groups, gaps = experiment.task, [], []
+    for strength in tqdm(strengths, desc=f"{experiment.modality} {kind} sweep", leave=False):
+        rep = experiment.report("erm", kind, strength)
+        g, d = _tidy(
+            rep, task.attribute, modality=experiment.modality, kind=kind, strength=strength
+        )
+        groups.append(g)
+        gaps.append(d)
+    return pd.concat(groups, ignore_index=True), pd.concat(gaps, ignore_index=True)
+
+
+def sweep_all(experiments, kind: str, strengths) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``sweep`` on several modalities, the tables stacked."""
+    results = [sweep(e, kind, strengths) for e in experiments]
+    return (
+        pd.concat([g for g, _ in results], ignore_index=True),
+        pd.concat([d for _, d in results], ignore_index=True),
+    )
+
+
+def shortcut_test(experiment: Experiment, strength: float) -> pd.DataFrame:
+    """The shortcut test: how much AUROC a model owes to an artifact tied to the disease.
+
+    Train with the tie; test on images with the same tie, then on their exact counterfactuals
+    with the artifact removed.
+    """
+    task, s = experiment.task, experiment.settings
+    erm = experiment.run("erm", "spurious", strength)
+    bias = experiment.bias("spurious", strength)
+    tied = synth.generate(
+        experiment.modality,
+        s.n_test,
+        seed=experiment.seed * 10 + 5,
+        image_size=s.image_size,
+        **bias,
+    )
+    rows = []
+    for name, test in (
+        ("artifact tied to disease", tied),
+        (
+            "artifact removed (counterfactual)",
+            synth.counterfactual(tied, {task.artifact: task.artifact_absent}),
+        ),
+    ):
+        test_predictions = predict(erm.model, experiment.binary(test), device=experiment.device)
+        rep = experiment.evaluate(replace(erm, test=test_predictions))
+        auroc = rep.by_group[rep.by_group["metric"] == "auroc"]
+        rows += [
+            {
+                "modality": experiment.modality,
+                "strength": strength,
+                "test": name,
+                "group": r.group,
+                "auroc": r.value,
+                "lo": r.lo,
+                "hi": r.hi,
+            }
+            for r in auroc.itertuples()
+        ]
+    return pd.DataFrame(rows)
+
+
+def compare_baselines(
+    experiment: Experiment, *, strength: float, methods=BASELINES
+) -> tuple[pd.DataFrame, dict[str, Report]]:
+    """Every baseline on one under-represented cohort: a table of per-group and gap numbers."""
+    task = experiment.task
+    reports, rows = {}, []
+    for method in tqdm(methods, desc=f"{experiment.modality} baselines", leave=False):
+        rep = experiment.report(method, "under", strength)
+        reports[method] = rep
+        for metric in ("worst_recall", "worst_auroc", "equal_opportunity", "equalized_odds"):
+            value = rep.gaps[
+                (rep.gaps["metric"] == metric) & (rep.gaps["attribute"] == task.attribute)
+            ].iloc[0]
+            rows.append(
+                {
+                    "modality": experiment.modality,
+                    "method": method,
+                    "metric": metric,
+                    "value": value["value"],
+                    "lo": value["lo"],
+                    "hi": value["hi"],
+                }
+            )
+    return pd.DataFrame(rows), reports
+
+
+@dataclass(frozen=True)
+class Change:
+    """A number at the first and at the last setting of a sweep, each with its 95% CI."""
+
+    first: float
+    first_lo: float
+    first_hi: float
+    last: float
+    last_lo: float
+    last_hi: float
+
+    def __str__(self) -> str:
+        return (
+            f"{interval(self.first, self.first_lo, self.first_hi)} → "
+            f"{interval(self.last, self.last_lo, self.last_hi)}"
+        )
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> Change:
+        """From the first and last of ``rows`` (columns value, lo, hi)."""
+        a, b = rows.iloc[0], rows.iloc[-1]
+        return cls(a.value, a.lo, a.hi, b.value, b.lo, b.hi)
+
+
+@dataclass(frozen=True)
+class BiasFindings:
+    """Chapter 2's numbers on one modality, first and last setting of each sweep.
+
+    Attributes:
+        modality: the modality.
+        minority: the under-represented group.
+        shares: the minority's share of training images, first and last.
+        minority_auroc: the minority's AUROC as its share shrinks.
+        auroc_gap: the AUROC gap (max - min over groups) as it shrinks.
+        eodds_gap: the equalized-odds gap as it shrinks.
+        shortcut_auroc: mean AUROC with the artifact tied to disease, then removed by the exact
+            counterfactual (no intervals: a mean over groups).
+        ties: the artifact-disease strengths, first and last.
+        tied_auroc: mean AUROC over groups at the first and last tie strength.
+        tied_eodds_gap: the equalized-odds gap at the first and last tie strength.
+    """
+
+    modality: str
+    minority: str
+    shares: tuple[float, float]
+    minority_auroc: Change
+    auroc_gap: Change
+    eodds_gap: Change
+    shortcut_auroc: tuple[float, float]
+    ties: tuple[float, float]
+    tied_auroc: tuple[float, float]
+    tied_eodds_gap: Change
+
+
+def findings(
+    modality: str,
+    minority: str,
+    *,
+    under: tuple[pd.DataFrame, pd.DataFrame],
+    spurious: tuple[pd.DataFrame, pd.DataFrame],
+    shortcut: pd.DataFrame,
+) -> BiasFindings:
+    """Chapter 2's numbers on one modality, first and last sweep setting in the order run.
+
+    ``under`` and ``spurious`` are the (per-group, gaps) tables of ``sweep_all``; ``shortcut``
+    is ``shortcut_test``'s table.
+    """
+
+    def rows(table, **where):
+        return table[(table[list(where)] == pd.Series(where)).all(axis=1)]
+
+    (under_groups, under_gaps), (spurious_groups, spurious_gaps) = under, spurious
+    auroc = rows(under_groups, modality=modality, metric="auroc", group=minority)
+    drop = shortcut[shortcut["modality"] == modality].groupby("test", sort=False)["auroc"].mean()
+    tied = (
+        rows(spurious_groups, modality=modality, metric="auroc")
+        .groupby("strength", sort=False)["value"]
+        .mean()
+    )
+    return BiasFindings(
+        modality=modality,
+        minority=minority,
+        shares=(auroc.strength.iloc[0], auroc.strength.iloc[-1]),
+        minority_auroc=Change.of(auroc),
+        auroc_gap=Change.of(rows(under_gaps, modality=modality, metric="gap_auroc")),
+        eodds_gap=Change.of(rows(under_gaps, modality=modality, metric="equalized_odds")),
+        shortcut_auroc=(drop.iloc[0], drop.iloc[-1]),
+        ties=(tied.index[0], tied.index[-1]),
+        tied_auroc=(tied.iloc[0], tied.iloc[-1]),
+        tied_eodds_gap=Change.of(rows(spurious_gaps, modality=modality, metric="equalized_odds")),
+    )
