@@ -10,7 +10,7 @@ import pandas as pd
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from fairkit.fairness import positive_scores
+from fairkit.fairness import class_index, positive_scores
 from fairkit.methods.base import MethodPredictions
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def _threshold_optimizer(
     val: pd.DataFrame, test: pd.DataFrame, attribute: str, positive: str, seed: int
 ) -> np.ndarray:
     """Group-specific thresholds for equalized odds, fitted on validation data (fairlearn)."""
-    y_val = (val["y_true"].to_numpy() == 1).astype(int)
+    y_val = (val["y_true"].to_numpy() == class_index(val, positive)).astype(int)
     optimizer = ThresholdOptimizer(
         estimator=_GivenScore().fit(None, None),
         constraints="equalized_odds",

@@ -77,9 +77,9 @@ def test_unknown_bias_kind_is_refused(cxr):
 def test_threshold_post_processing_reads_the_positive_class_by_name():
     """The positive class may have code 0: the decisions must not depend on the coding."""
     table = biased_scores(2000, 0)
-    recoded = table.assign(y_true=1 - table["y_true"]).rename(
-        columns={"score_neg": "score_pos", "score_pos": "score_neg"}
-    )[["y_true", "score_pos", "score_neg", "sex", "patient_id"]]  # classes (pos, neg)
+    recoded = table.assign(y_true=1 - table["y_true"])[
+        ["y_true", "score_pos", "score_neg", "sex", "patient_id"]
+    ]  # classes in the order (pos, neg): pos has code 0
     assert fairness.class_index(recoded, "pos") == 0
     plain = postprocess(methods.MethodPredictions("erm", table, table), attribute="sex",
                         positive="pos", seed=0)  # fmt: skip
