@@ -395,8 +395,9 @@ def _group_dro(losses: torch.Tensor, groups: torch.Tensor, q: torch.Tensor, eta:
 
 @torch.no_grad()
 def _probabilities(
-    model: nn.Module, cohort: Cohort, *, batch_size: int = 512, device="cpu"
+    model: nn.Module, cohort: Cohort, *, batch_size: int = 512, device=None
 ) -> np.ndarray:
+    device = device or next(model.parameters()).device
     model.eval()
     x = as_tensor(cohort.images)
     probs = torch.cat([model(b.to(device)).float().softmax(-1).cpu() for b in x.split(batch_size)])
@@ -405,12 +406,14 @@ def _probabilities(
 
 
 def predict(
-    model: nn.Module, cohort: Cohort, *, batch_size: int = 512, device="cpu"
+    model: nn.Module, cohort: Cohort, *, batch_size: int = 512, device=None
 ) -> pd.DataFrame:
     """The predictions table: ``y_true``, ``y_pred`` and one ``score_<class>`` per class.
 
-    Every metadata column but the causal model's noise comes along, for grouping.
+    Every metadata column but the causal model's noise comes along, for grouping. The model
+    runs on ``device`` (default: where its parameters are; never a silent move to the CPU).
     """
+    device = device or next(model.parameters()).device
     model.to(device)
     probs = _probabilities(model, cohort, batch_size=batch_size, device=device)
     table = cohort.meta.drop(columns=[c for c in cohort.meta if c.startswith(("u_", "tex_"))])
