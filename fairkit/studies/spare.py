@@ -16,13 +16,13 @@ from tqdm.auto import tqdm
 from fairkit.data import Cohort
 from fairkit.experiment import Scenario
 from fairkit.fairness import Report, auroc, class_index, positive_scores
-from fairkit.methods import BASELINES, MethodPredictions, Spare
+from fairkit.methods import MethodPredictions, Spare
 from fairkit.methods.spare import VARIANTS
 from fairkit.models import n_stages
 from fairkit.training import fit, predict
 from fairkit.verdicts import verdict
 
-COMPARED = (*BASELINES, "spare")
+COMPARED = ("erm", "in_group", "resample", "reweight", "groupdro", "threshold", "spare")
 PER_GROUP_METRICS = ("precision", "recall", "f1")
 GAP_METRICS = ("equal_opportunity", "equalized_odds")
 
