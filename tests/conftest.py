@@ -36,9 +36,12 @@ def skin16():
 @pytest.fixture(scope="session")
 def tiny_unet():
     """Build a tiny conditional UNet (16 px, widths 8 and 16) conditioned on skin group and sex."""
+    import torch
+
     from fairkit.models.diffusion import ConditionalUNet
 
     def build(**config):
+        torch.manual_seed(0)  # the same initial weights at every call
         vocabulary = {"skin_group": ("dark", "light"), "sex": ("F", "M")}
         return ConditionalUNet(
             vocabulary=vocabulary, image_size=16, channels=3, block_out_channels=(8, 16), **config
