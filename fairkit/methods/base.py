@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fairkit.fairness import choose_threshold, positive_scores
+from fairkit.training import predict
 
 if TYPE_CHECKING:
     from fairkit.experiment import Scenario
@@ -50,8 +51,6 @@ class Method(Protocol):
 
 def predictions_of(model, scenario: Scenario, *, name: str, started: float) -> MethodPredictions:
     """Validation and test predictions of a trained model; ``started`` is its training start."""
-    from fairkit.training import predict
-
     seconds = time.perf_counter() - started
     device = scenario.experiment.device
     return MethodPredictions(

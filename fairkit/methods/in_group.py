@@ -30,8 +30,11 @@ class InGroup:
         for group in sorted(scenario.train.meta[attribute].unique()):
             rows = {
                 name: cohort.subset(cohort.meta[attribute] == group)
-                for name, cohort in scenario.cohorts.items()
-                if name in ("train", "val", "test")
+                for name, cohort in (
+                    ("train", scenario.train),
+                    ("val", scenario.val),
+                    ("test", scenario.test),
+                )
             }
             if min(len(np.unique(rows[k].labels)) for k in ("train", "val")) < 2:
                 raise ValueError(

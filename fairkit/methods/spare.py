@@ -18,6 +18,7 @@ ablations' variants.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from fairkit.data import Cohort
 from fairkit.methods.base import MethodPredictions, group_threshold_decisions
 from fairkit.methods.deepfool import deepfool, deepfool_distance
 from fairkit.models.group_specific import GroupSpecific
-from fairkit.training import as_tensor, fit, fit_attribute, predict
+from fairkit.training import TrainConfig, as_tensor, fit, fit_attribute, predict
 
 if TYPE_CHECKING:
     from fairkit.experiment import Scenario
@@ -186,7 +187,7 @@ def weight_matrix(
 
 
 def fit_group_models(
-    make_model,
+    make_model: Callable[..., nn.Module],
     train: Cohort,
     val: Cohort,
     *,
@@ -194,7 +195,7 @@ def fit_group_models(
     attribute: str,
     groups: tuple[str, ...],
     share_stages: int,
-    config,
+    config: TrainConfig,
 ) -> GroupSpecific:
     """Train the group-specific networks together, head g with column g of ``weights``.
 
