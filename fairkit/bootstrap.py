@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from fairkit import seeds
+
 ECE_BINS = 10
 
 
@@ -65,7 +67,7 @@ def patient_weights(patients: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     # draw the same patients in replicate b: paired intervals in ``improvement``.
     codes, uniques = pd.factorize(pd.Series(patients).astype(str), sort=True)
     n_patients = len(uniques)
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "patient bootstrap")
     draws = rng.integers(0, n_patients, size=(n_boot, n_patients))
     flat = (np.arange(n_boot)[:, None] * n_patients + draws).ravel()
     per_patient = np.bincount(flat, minlength=n_boot * n_patients).reshape(n_boot, n_patients)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
+from fairkit import seeds
 from fairkit.data import Cohort, synth
 from fairkit.models import diffusion
 from fairkit.training import predict
@@ -138,7 +138,7 @@ def flip_rates(
     after = _positive(predict(classifier, changed)) >= threshold
     flips = (before != after).astype(float)
     groups = original.meta[by].astype(str).to_numpy()
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "flip bootstrap")
     rows = []
     for group in sorted(set(groups)):
         values = flips[groups == group]
@@ -284,7 +284,7 @@ def compare_samplers(
             sampler=sampler,
             steps=steps,
             guidance=guidance,
-            generator=torch.Generator().manual_seed(seed),
+            generator=seeds.torch_generator(seed, "sampler noise"),
         )
         seconds = (time.perf_counter() - start) / len(wanted)
         made = Cohort(diffusion.to_uint8(images), wanted.assign(label=0), "generated", classes)

@@ -46,7 +46,7 @@ import torch
 from IPython.display import Markdown, display
 
 from fairkit import counterfactual as cf
-from fairkit import plots, runs
+from fairkit import plots, runs, seeds
 from fairkit.data import synth
 from fairkit.models import diffusion
 from fairkit.models.classifier import backbone
@@ -56,8 +56,10 @@ run = runs.start()
 run.banner()
 s = run.settings
 train = synth.generate("skin", s.n_train, seed=seed, image_size=s.image_size)
-val = synth.generate("skin", max(s.n_train // 4, 64), seed=seed + 1, image_size=s.image_size)
-test = synth.generate("skin", n_eval, seed=seed + 2, image_size=s.image_size)
+val = synth.generate(
+    "skin", max(s.n_train // 4, 64), seed=seeds.stream(seed, "val"), image_size=s.image_size
+)
+test = synth.generate("skin", n_eval, seed=seeds.stream(seed, "test"), image_size=s.image_size)
 CONDITIONS = {
     "skin_type": synth.skin.SKIN_TYPES,
     "diagnosis": synth.skin.CLASSES,
@@ -110,7 +112,9 @@ cells = pd.DataFrame(
         for d in CONDITIONS["diagnosis"]
     ]
 )
-noise = torch.randn(1, 3, s.image_size, s.image_size, generator=torch.Generator().manual_seed(seed))
+noise = torch.randn(
+    1, 3, s.image_size, s.image_size, generator=seeds.torch_generator(seed, "noise")
+)
 drawn = diffusion.sample(
     model,
     model.conditions.codes(cells),

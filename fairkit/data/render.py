@@ -13,7 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fairkit import seeds
+
 BANK_SIZE = 64
+TEXTURE_SEED = 0  # the banks are part of the generators, the same in every run
 RENDER_BATCH = 256  # a few hundred images per batch keep temporaries in cache (DESIGN.md)
 
 
@@ -52,14 +55,10 @@ def quantise(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
 
 
-def _seed(kind: str, size: int) -> int:
-    return (sum(ord(c) * 131**i for i, c in enumerate(kind)) + size * 7919) % (2**31)
-
-
 @functools.lru_cache(maxsize=32)
 def smooth_bank(size: int, scale: float = 0.12, channels: int = 1) -> torch.Tensor:
     """Smooth zero-mean unit-variance noise fields (K, C, H, W) with blobs about ``scale`` wide."""
-    g = torch.Generator().manual_seed(_seed(f"smooth{scale}{channels}", size))
+    g = seeds.torch_generator(TEXTURE_SEED, "smooth", f"{scale}", channels, size)
     noise = torch.randn(BANK_SIZE, channels, size, size, generator=g)
     sigma = max(scale * size / 2, 0.5)
     radius = int(3 * sigma) + 1
@@ -79,7 +78,7 @@ def smooth_bank(size: int, scale: float = 0.12, channels: int = 1) -> torch.Tens
 @functools.lru_cache(maxsize=16)
 def grain_bank(size: int, channels: int = 1) -> torch.Tensor:
     """White noise fields (K, C, H, W), the sensor grain of a device."""
-    g = torch.Generator().manual_seed(_seed(f"grain{channels}", size))
+    g = seeds.torch_generator(TEXTURE_SEED, "grain", channels, size)
     return torch.randn(BANK_SIZE, channels, size, size, generator=g)
 
 
@@ -88,7 +87,7 @@ def stroke_bank(
     size: int, strokes: tuple[int, int] = (6, 16), width: float = 0.012
 ) -> torch.Tensor:
     """Thin curved strokes (hairs, vessels, tubes) as masks (K, 1, H, W) in [0, 1]."""
-    g = torch.Generator().manual_seed(_seed(f"stroke{strokes}{width}", size))
+    g = seeds.torch_generator(TEXTURE_SEED, "stroke", f"{strokes}{width}", size)
     xx, yy = grid(size)
     t = torch.linspace(0, 1, 96).view(-1, 1, 1)
     width = max(width, 0.8 / size)

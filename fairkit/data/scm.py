@@ -7,13 +7,14 @@ the noise, sets the intervened variables and recomputes only their descendants.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from fairkit import seeds
 
 KINDS = ("patient", "external", "disease", "appearance")
 
@@ -101,7 +102,7 @@ class SCM:
         """Draw the exogenous noise of ``n`` samples; each column has its own seeded stream."""
         out = {}
         for col, dist in self.noise_columns.items():
-            rng = np.random.default_rng([seed, zlib.crc32(col.encode())])
+            rng = seeds.rng(seed, "noise", col)
             if dist == "normal":
                 out[col] = rng.standard_normal(n)
             elif dist == "integer":

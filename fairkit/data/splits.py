@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit
 
+from fairkit import seeds
 from fairkit.data.cohort import Cohort
 
 
@@ -18,9 +19,13 @@ def patient_split(
         raise ValueError(f"val and test must be fractions summing below 1; got {val}, {test}")
     groups = cohort.meta["patient_id"].astype(str).to_numpy()
     everything = np.arange(len(cohort))
-    outer = GroupShuffleSplit(n_splits=1, test_size=test, random_state=seed)
+    outer = GroupShuffleSplit(
+        n_splits=1, test_size=test, random_state=seeds.stream(seed, "test split")
+    )
     rest, test_idx = next(outer.split(everything, groups=groups))
-    inner = GroupShuffleSplit(n_splits=1, test_size=val / (1 - test), random_state=seed + 1)
+    inner = GroupShuffleSplit(
+        n_splits=1, test_size=val / (1 - test), random_state=seeds.stream(seed, "val split")
+    )
     train_pos, val_pos = next(inner.split(rest, groups=groups[rest]))
     parts = {"train": rest[train_pos], "val": rest[val_pos], "test": test_idx}
     out = {}

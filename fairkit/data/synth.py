@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fairkit import seeds
 from fairkit.data import bias as B
 from fairkit.data import cxr, mri, skin
 from fairkit.data.cohort import Cohort
@@ -70,7 +71,7 @@ def sample_table(
     scm = model(modality, subtlety)
     under, spurious = B.as_bias(B.UnderRepresent, under), B.as_bias(B.Spurious, spurious)
     label_noise = B.as_bias(B.LabelNoise, label_noise)
-    rng = np.random.default_rng([seed, 7])
+    rng = seeds.rng(seed, "selection")
     pool_size = n if under is None and spurious is None else 3 * n + 200
     for _ in range(8):
         table = scm.solve(scm.sample_noise(pool_size, seed), do=do)
@@ -171,11 +172,16 @@ def make_splits(
         )
     common = {"image_size": image_size, "subtlety": subtlety}
     splits = {
-        "train": generate(modality, n_train, seed=seed * 10 + 1, **common, **bias),
-        "val": generate(modality, n_val, seed=seed * 10 + 2, **common, **bias),
-        "test": generate(modality, n_test, seed=seed * 10 + 3, **common, **unbiased),
+        "train": generate(modality, n_train, seed=seeds.stream(seed, "train"), **common, **bias),
+        "val": generate(modality, n_val, seed=seeds.stream(seed, "val"), **common, **bias),
+        "test": generate(modality, n_test, seed=seeds.stream(seed, "test"), **common, **unbiased),
         "external": generate(
-            modality, n_test, seed=seed * 10 + 4, **common, **unbiased, do={"site": "X"}
+            modality,
+            n_test,
+            seed=seeds.stream(seed, "external"),
+            **common,
+            **unbiased,
+            do={"site": "X"},
         ),
     }
     for name, cohort in splits.items():

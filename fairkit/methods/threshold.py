@@ -10,6 +10,7 @@ import pandas as pd
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from fairkit import seeds
 from fairkit.fairness import class_index, positive_scores
 from fairkit.methods.base import MethodPredictions
 
@@ -70,6 +71,8 @@ def _threshold_optimizer(
     test_scores = positive_scores(test, positive).astype(np.float64)[:, None]
     optimizer.fit(val_scores, y_val, sensitive_features=val[attribute].to_numpy())
     decisions = optimizer.predict(
-        test_scores, sensitive_features=test[attribute].to_numpy(), random_state=seed
+        test_scores,
+        sensitive_features=test[attribute].to_numpy(),
+        random_state=seeds.stream(seed, "threshold"),
     )
     return np.asarray(decisions).astype(int)

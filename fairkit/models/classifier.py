@@ -13,6 +13,8 @@ from torch import nn
 from torchvision.models import vgg
 from torchvision.models.resnet import BasicBlock
 
+from fairkit import seeds
+
 BACKBONES = ("small_cnn", "resnet18", "vgg11", "densenet121")
 WEIGHT_FILES = {  # torchvision's file names in $TORCH_HOME/hub/checkpoints (never downloaded)
     "resnet18": "resnet18-f37072fd.pth",
@@ -84,7 +86,7 @@ def backbone(
     """
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(seeds.stream(seed, "initial weights"))
             return backbone(
                 name,
                 in_channels=in_channels,

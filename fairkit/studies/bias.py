@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fairkit import seeds
 from fairkit.data import synth
 from fairkit.experiment import Experiment
 from fairkit.fairness import Report
@@ -64,7 +65,7 @@ def shortcut_test(experiment: Experiment, strength: float) -> pd.DataFrame:
     tied = synth.generate(
         experiment.modality,
         s.n_test,
-        seed=experiment.seed * 10 + 5,
+        seed=seeds.stream(experiment.seed, "shortcut test"),
         image_size=s.image_size,
         **bias,
     )

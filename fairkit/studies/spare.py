@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fairkit import seeds
 from fairkit.data import Cohort
 from fairkit.experiment import Scenario
 from fairkit.fairness import Report, auroc, class_index, positive_scores
@@ -142,7 +143,7 @@ def mixing_subset(cohort: Cohort, *, attribute: str, group: str, ratio: float, s
     outside = np.flatnonzero((cohort.meta[attribute].astype(str) != group).to_numpy())
     if len(inside) == 0:
         raise ValueError(f"no sample has {attribute}={group!r}")
-    rng = np.random.default_rng([seed, 11])
+    rng = seeds.rng(seed, "mixing")
     take = min(len(outside), round(ratio * len(inside)))
     return cohort.subset(np.sort(np.concatenate([inside, rng.choice(outside, take, False)])))
 

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
+from fairkit import seeds
 from fairkit.data import Cohort, as_tensor
 from fairkit.io import write_atomic
 from fairkit.training.engine import (
@@ -117,7 +118,7 @@ class EpochOrder(torch.utils.data.Sampler):
         return len(self.groups)
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + self.epoch)
+        generator = seeds.torch_generator(self.config.seed, "epoch order", self.epoch)
         if self.config.sampling == "group_balanced":
             sizes = torch.bincount(self.groups, minlength=self.n_groups).float()
             chance = 1 / sizes[self.groups]
@@ -210,7 +211,7 @@ def fit(
     Returns:
         The model at its best epoch (eval mode), the history and that epoch.
     """
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seeds.stream(config.seed, "classifier training"))
     accelerator = make_accelerator(config)
     device = accelerator.device
     x, y = as_tensor(train.images), torch.tensor(train.labels)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm.auto import tqdm
 
+from fairkit import seeds
 from fairkit.data import Cohort
 from fairkit.models.diffusion import ConditionalUNet, to_model_range
 from fairkit.training.engine import (
@@ -57,7 +58,7 @@ def train_diffusion(
     Each attribute is dropped to its null code independently with ``condition_dropout``.
     Checkpoints (model, EMA, optimizer, step) resume to the same final weights.
     """
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seeds.stream(config.seed, "diffusion training"))
     accelerator = make_accelerator(config)
     device = accelerator.device
     x_all = to_model_range(cohort.images)
@@ -83,7 +84,7 @@ def train_diffusion(
         disable=not config.progress,
     )
     for step in range(start, config.steps):
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        generator = seeds.torch_generator(config.seed, "diffusion step", step)
         idx = torch.randint(len(x_all), (config.batch_size,), generator=generator)
         x0, codes = x_all[idx].to(device), codes_all[idx].clone()
         drop = torch.rand(codes.shape, generator=generator) < config.condition_dropout
