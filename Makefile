@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODE ?= quick
 
-.PHONY: setup book test bench clean
+.PHONY: setup book test bench study clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,12 @@ test: setup
 
 book: setup
 	$(PY) -m fairkit book --mode $(MODE)
+
+# The sweeps behind the book's verdicts, kept in results/ (tables, parameters, provenance).
+SEEDS ?= 0,1,2,3,4
+study: setup
+	$(PY) -m fairkit sweep notebooks/03_spare.py -g mode=$(MODE) -g seed=$(SEEDS) \
+		--runs-root results --tables-only
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fairkit run NOTEBOOK -p name value ...`` and ``... book --mode``."""
+"""Command line: ``python -m fairkit run NOTEBOOK -p NAME VALUE``, ``sweep NOTEBOOK -g NAME=V1,V2``, ``book``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--runs-root", default="runs", help="where run folders go (default: runs)")
     run.add_argument("--log-output", action="store_true", help="stream cell output to the log")
+    sweep = sub.add_parser("sweep", help="run one chapter over a grid of parameters on Dask")
+    sweep.add_argument("notebook", help="a jupytext notebook, e.g. notebooks/03_spare.py")
+    sweep.add_argument(
+        "-g",
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="one axis of the grid (repeatable); the runs are every combination",
+    )
+    sweep.add_argument("--runs-root", default="runs", help="where run folders go (default: runs)")
+    sweep.add_argument("--scheduler", help="address of a running Dask scheduler (default: local)")
+    sweep.add_argument("--workers", type=int, help="local Dask workers (default: GPUs, else cores)")
+    sweep.add_argument(
+        "--tables-only", action="store_true", help="keep tables, params and provenance only"
+    )
     book = sub.add_parser("book", help="run every chapter of _toc.yml and render the book")
     book.add_argument("--mode", choices=runs.MODES, default="quick")
     book.add_argument("--no-render", action="store_true", help="run the chapters only")
@@ -49,6 +65,18 @@ def main(argv: list[str] | None = None) -> int:
                 log_output=args.log_output,
             )
             print(run_dir)
+        elif args.command == "sweep":
+            table = runs.sweep(
+                args.notebook,
+                runs.parse_grid(args.grid),
+                runs_root=args.runs_root,
+                scheduler=args.scheduler,
+                workers=args.workers,
+                tables_only=args.tables_only,
+            )
+            print(table.to_string(index=False))
+            if (table["status"] == "failed").any():
+                return 1
         else:
             print(runs.build_book(args.mode, render=not args.no_render))
     except (runs.ParameterError, runs.RunFailed, FileNotFoundError, FileExistsError) as err:

@@ -9,6 +9,7 @@ both paths agree.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -74,15 +75,33 @@ def patient_weights(patients: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return per_patient[:, codes].astype(float)
 
 
-def percentile_interval(replicates: np.ndarray):
-    """The 2.5th and 97.5th percentiles over replicates (axis 0), ignoring NaN; NaN if none."""
+def centred_interval(estimate, replicates: np.ndarray):
+    """A 95% interval around ``estimate`` that always contains it (axis 0 = replicates, NaN ignored).
+
+    The percentile interval moved by the bootstrap's median bias: [est - (median - q2.5),
+    est + (q97.5 - median)]. Plain percentiles can miss the estimate of a biased statistic (a
+    max - min gap is larger in resamples than in the sample; seen: gap 0.0076, percentile interval
+    [0.0082, 0.045]), and so can the basic bootstrap; this keeps the percentiles' width and
+    asymmetry but centres them on the estimate. NaN where no replicate is finite.
+    """
+    replicates = np.asarray(replicates, dtype=float)
+    shape = replicates.shape[1:]
     if len(replicates) == 0 or np.isnan(replicates).all():
-        shape = np.shape(replicates)[1:]
-        return (np.full(shape, np.nan), np.full(shape, np.nan)) if shape else (np.nan, np.nan)
+        nan = np.full(shape, np.nan)
+        return (nan, nan) if shape else (np.nan, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanpercentile(replicates, [2.5, 97.5], axis=0)
+        q_lo, median, q_hi = np.nanpercentile(replicates, [2.5, 50, 97.5], axis=0)
+    lo, hi = estimate - (median - q_lo), estimate + (q_hi - median)
     return (lo, hi) if np.ndim(lo) else (float(lo), float(hi))
+
+
+def sample_fingerprint(patients: np.ndarray, n_boot: int, seed: int) -> str:
+    """Which patients were resampled how: two reports pair only if their fingerprints match."""
+    ids = np.sort(pd.Series(patients).astype(str).to_numpy())
+    digest = hashlib.sha1("\n".join(ids).encode())
+    digest.update(f"{n_boot}:{seed}".encode())
+    return digest.hexdigest()[:16]
 
 
 def gap_replicates(metric: str, boot: dict) -> np.ndarray:

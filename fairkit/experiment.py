@@ -38,6 +38,8 @@ class Experiment:
         attribute: the audited attribute (default: the modality's).
         fixed_majority: an under-representation removes minority images instead of replacing
             them by majority ones (the majority group keeps half of ``n_train``).
+        n_val: validation images (default a quarter of the training images, at least 64);
+            larger when settings are chosen per group on validation data.
     """
 
     modality: str
@@ -47,6 +49,7 @@ class Experiment:
     backbone: str | None = None
     attribute: str | None = None
     fixed_majority: bool = False
+    n_val: int | None = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -110,7 +113,7 @@ class Experiment:
             seed=self.seed,
             image_size=s.image_size,
             n_train=n_train,
-            n_val=max(n_train // 4, 64),
+            n_val=self.n_val or max(n_train // 4, 64),
             n_test=s.n_test,
             **bias,
         )

@@ -38,9 +38,10 @@ from sklearn.metrics import (
 
 from fairkit.bootstrap import (
     ECE_BINS,
+    centred_interval,
     gap_replicates,
     patient_weights,
-    percentile_interval,
+    sample_fingerprint,
     weighted_auroc_ece,
     weighted_rates,
 )
@@ -166,15 +167,19 @@ class Report:
         by_group: rows (attribute, group, metric, value, lo, hi, n).
         gaps: rows (attribute, metric, value, lo, hi): fairlearn gaps, worst-group values, and
             max-min differences of every metric.
-        replicates: the bootstrap replicates of the gaps, (attribute, metric) -> array, so that
-            two reports on the same test set give paired intervals in ``improvement``.
+        replicates: bootstrap replicates, (attribute, metric) -> array for the gaps and
+            (attribute, group, metric) -> array per group, so that two reports on the same
+            test set give paired intervals (``verdicts.paired_difference``).
         threshold: the decision threshold that was used (chosen on validation data).
+        sample: fingerprint of the resampled patients, n_boot and seed; reports pair only
+            when theirs match.
     """
 
     by_group: pd.DataFrame
     gaps: pd.DataFrame
     replicates: dict = field(repr=False)
     threshold: float | None
+    sample: str = ""
 
     def value(self, metric: str, *, attribute: str | None = None, group=None) -> float:
         """Look up one number: a gap (no group) or a group's metric."""
@@ -256,8 +261,9 @@ def binary_report(
         boot["auroc"], boot["ece"] = weighted_auroc_ece(y, s, codes, len(names), weights)
         boot = {metric: values[1:] for metric, values in boot.items()}
         for metric in METRICS:
-            lo, hi = percentile_interval(boot[metric])
+            lo, hi = centred_interval(point.loc[names, metric].to_numpy(float), boot[metric])
             for k, name in enumerate(names):
+                replicates[(attribute, str(name), metric)] = boot[metric][:, k]
                 rows.append(
                     (
                         attribute,
@@ -272,7 +278,7 @@ def binary_report(
         for metric, value in _gaps(y, p, column).items():
             rep = gap_replicates(metric, boot)
             replicates[(attribute, metric)] = rep
-            gap_rows.append((attribute, metric, value, *percentile_interval(rep)))
+            gap_rows.append((attribute, metric, value, *_gap_interval(value, rep)))
         for metric in METRICS:
             values = point.loc[names, metric].astype(float)
             worst = values.min() if metric in HIGHER_IS_BETTER else values.max()
@@ -284,20 +290,22 @@ def binary_report(
             rep_gap = np.nanmax(boot[metric], 1) - np.nanmin(boot[metric], 1)
             replicates[(attribute, f"worst_{metric}")] = rep_worst
             replicates[(attribute, f"gap_{metric}")] = rep_gap
-            gap_rows.append((attribute, f"worst_{metric}", worst, *percentile_interval(rep_worst)))
+            gap = values.max() - values.min()
             gap_rows.append(
-                (
-                    attribute,
-                    f"gap_{metric}",
-                    values.max() - values.min(),
-                    *percentile_interval(rep_gap),
-                )
+                (attribute, f"worst_{metric}", worst, *centred_interval(worst, rep_worst))
             )
+            gap_rows.append((attribute, f"gap_{metric}", gap, *_gap_interval(gap, rep_gap)))
     by_group = pd.DataFrame(
         rows, columns=["attribute", "group", "metric", "value", "lo", "hi", "n"]
     )
     gaps = pd.DataFrame(gap_rows, columns=["attribute", "metric", "value", "lo", "hi"])
-    return Report(by_group, gaps, replicates, threshold)
+    return Report(by_group, gaps, replicates, threshold, sample_fingerprint(patients, n_boot, seed))
+
+
+def _gap_interval(gap: float, replicates: np.ndarray) -> tuple[float, float]:
+    """``centred_interval`` of a gap, floored at zero (a max - min gap is never negative)."""
+    lo, hi = centred_interval(gap, replicates)
+    return max(lo, 0.0), hi
 
 
 def _at(array, k):
@@ -363,8 +371,10 @@ def _macro(parts: list[Report], classes: list[str]) -> Report:
     }
     macro_gaps = gaps.groupby(["attribute", "metric"], sort=False)["value"].mean().reset_index()
     bounds = [
-        percentile_interval(replicates[(a, m)])
-        for a, m in zip(macro_gaps["attribute"], macro_gaps["metric"], strict=True)
+        centred_interval(v, replicates[(a, m)])
+        for a, m, v in zip(
+            macro_gaps["attribute"], macro_gaps["metric"], macro_gaps["value"], strict=True
+        )
     ]
     macro_gaps[["lo", "hi"]] = bounds
     return Report(
@@ -372,7 +382,17 @@ def _macro(parts: list[Report], classes: list[str]) -> Report:
         pd.concat([gaps, macro_gaps.assign(cls="macro")], ignore_index=True),
         replicates,
         None,
+        parts[0].sample,
     )
+
+
+def require_paired(a: Report, b: Report) -> None:
+    """Refuse to pair two reports whose bootstrap did not resample the same patients."""
+    if not a.sample or a.sample != b.sample:
+        raise ValueError(
+            "the two reports are not paired: their test patients, n_boot or bootstrap seed "
+            f"differ (fingerprints {a.sample!r} and {b.sample!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -394,6 +414,7 @@ def improvement(baseline: Report, method: Report, metric: str, *, attribute: str
     Both reports must come from the same test rows and bootstrap seed, so replicate b of each
     resamples the same patients (a paired interval).
     """
+    require_paired(baseline, method)
     key = (attribute, metric)
     base, new = (
         baseline.value(metric, attribute=attribute),
@@ -401,8 +422,8 @@ def improvement(baseline: Report, method: Report, metric: str, *, attribute: str
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         rep = 100 * (baseline.replicates[key] - method.replicates[key]) / baseline.replicates[key]
-    lo, hi = percentile_interval(rep[np.isfinite(rep)])
     percent = 100 * (base - new) / base if base else np.nan
+    lo, hi = centred_interval(percent, rep[np.isfinite(rep)])
     return Improvement(metric, attribute, base, new, percent, lo, hi)
 
 

@@ -1,8 +1,27 @@
-"""How the study prints an estimate and words a comparison: one place for both."""
+"""How the study words a comparison: paired intervals within a run, pooled over seeds, one verdict.
+
+A comparison of method A with method B on one test set is the *paired* difference A - B: the same
+bootstrap replicates (the same resampled patients) for both, so the test set's own noise cancels.
+Over seeds (each with its own training and test draws) the per-seed differences are pooled by a
+t interval. ``verdict`` is the only place that turns an interval into words: "better" or
+"worse" only when the 95% interval of the difference excludes zero.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
+from scipy import stats
+
+from fairkit.bootstrap import centred_interval
+from fairkit.fairness import HIGHER_IS_BETTER, Report, require_paired
+
+VERDICTS = ("better", "worse", "no detectable difference")
+MIN_SEEDS = 5  # fewer seeds than this give "inconclusive", whatever the interval
+INCONCLUSIVE = "inconclusive"
+COMPARISON_KEYS = ["comparison", "setting", "a", "b", "group", "metric"]  # one comparison's key
 
 
 def interval(value: float, lo: float, hi: float) -> str:
@@ -19,18 +38,95 @@ def with_intervals(table: pd.DataFrame) -> pd.Series:
     )
 
 
-VERDICTS = ("better", "worse", "no detectable difference")
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is the better one (AUROC yes; gaps, FPR, ECE no)."""
+    return metric.removeprefix("worst_") in HIGHER_IS_BETTER
 
 
-def verdict(a, b) -> str:
-    """The one place where a comparison of ``a`` with ``b`` is worded (objects with lo, hi).
+def verdict(lo: float, hi: float, *, higher_better: bool) -> str:
+    """The wording of a difference A - B with 95% interval [lo, hi].
 
-    ``better`` or ``worse`` only when the two 95% intervals do not overlap; otherwise
-    ``no detectable difference``. Conservative: non-overlap is a stricter test than an
-    interval of the paired difference, which is to replace it.
+    "better" when the interval lies wholly on the good side of zero, "worse" on the bad side,
+    otherwise "no detectable difference" (also when the interval is NaN).
     """
-    if a.lo > b.hi:
-        return VERDICTS[0]
-    if a.hi < b.lo:
-        return VERDICTS[1]
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return VERDICTS[2]
+    if lo > 0 or hi < 0:
+        good = (lo > 0) == higher_better
+        return VERDICTS[0] if good else VERDICTS[1]
     return VERDICTS[2]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A paired difference A - B of one metric on one test set, with its 95% interval."""
+
+    metric: str
+    attribute: str
+    group: str | None
+    a: float
+    b: float
+    value: float
+    lo: float
+    hi: float
+
+    @property
+    def verdict(self) -> str:
+        """How A compares with B in this run (``verdict``)."""
+        return verdict(self.lo, self.hi, higher_better=higher_is_better(self.metric))
+
+
+def paired_difference(
+    a: Report, b: Report, metric: str, *, attribute: str, group: str | None = None
+) -> Difference:
+    """A - B for a group's metric (``group``) or a gap/worst-group value (no group), paired.
+
+    Raises:
+        ValueError: the reports did not resample the same patients (``require_paired``).
+    """
+    require_paired(a, b)
+    key = (attribute, metric) if group is None else (attribute, str(group), metric)
+    value_a = a.value(metric, attribute=attribute, group=group)
+    value_b = b.value(metric, attribute=attribute, group=group)
+    estimate = value_a - value_b
+    lo, hi = centred_interval(estimate, a.replicates[key] - b.replicates[key])
+    return Difference(metric, attribute, group, value_a, value_b, estimate, lo, hi)
+
+
+def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Pool per-seed paired differences (columns ``seed``, ``value``, ``lo``, ``hi``, ``metric``).
+
+    One row per ``by`` key: the mean difference over seeds, its seed-level 95% t interval
+    (``lo``, ``hi``: the between-seed spread, which holds training and test-set noise), the
+    mean per-seed bootstrap interval (``boot_lo``, ``boot_hi``: the test-set noise alone), the
+    number of seeds and the verdict, "inconclusive" under ``MIN_SEEDS`` seeds.
+    """
+    rows = []
+    for key, part in differences.groupby(by, sort=False, dropna=False):
+        values = part["value"].to_numpy(float)
+        n = len(values)
+        mean = float(values.mean())
+        if n > 1:
+            half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
+            lo, hi = mean - half, mean + half
+        else:
+            lo = hi = np.nan
+        metric = part["metric"].iloc[0]
+        words = (
+            verdict(lo, hi, higher_better=higher_is_better(metric))
+            if n >= MIN_SEEDS
+            else INCONCLUSIVE
+        )
+        rows.append(
+            {
+                **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                "value": mean,
+                "lo": lo,
+                "hi": hi,
+                "boot_lo": float(part["lo"].mean()),
+                "boot_hi": float(part["hi"].mean()),
+                "n_seeds": n,
+                "verdict": words,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -50,13 +50,12 @@ backbones = []  # empty: the mode's (quick: small CNN; full: ResNet-18 and VGG-1
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import plots, runs
+from fairkit import plots, runs, verdicts
 from fairkit.experiment import Experiment
 from fairkit.methods import Spare
 from fairkit.methods.spare import in_group_matrix
 from fairkit.models import BACKBONES
 from fairkit.studies import spare as study
-from fairkit.verdicts import interval, with_intervals
 
 run = runs.start()
 run.banner()
@@ -69,7 +68,13 @@ SETTINGS = {  # name: (audited attribute, bias injected into training)
 }
 scenarios = {
     (name, backbone): Experiment(
-        "skin", run.settings, seed, run.device, backbone=backbone, attribute=attribute
+        "skin",
+        run.settings,
+        seed,
+        run.device,
+        backbone=backbone,
+        attribute=attribute,
+        n_val=run.settings.n_test,
     ).scenario(kind, strength)
     for name, (attribute, kind, strength) in SETTINGS.items()
     for backbone in backbones
@@ -81,8 +86,9 @@ chosen = {}  # setting -> SPARE at its validation-chosen temperature
 # τ sets how fast a weight falls with distance, in units of the median distance: a small τ
 # keeps only the images near both boundaries, a large one weighs all images alike (τ → ∞: every
 # group's model is ERM on all data). The paper tunes it; here each setting takes the τ whose
-# group models reach the best worst-group AUROC on *validation* data. The test F1 at every τ
-# shows what that choice gives; it plays no part in it.
+# group models reach the best worst-group AUROC on *validation* data. The validation set is as
+# large as the test set, so that the choice does not rest on a hundred images of the smaller
+# group. The test F1 at every τ shows what that choice gives; it plays no part in it.
 
 # %%
 tuning = []
@@ -99,13 +105,8 @@ display(
 )
 main_key = ("skin type", backbones[0])
 main, main_spare = scenarios[main_key], chosen[main_key]
-Markdown(
-    "Chosen: "
-    + "; ".join(
-        f"{setting} τ = {rows.loc[rows.chosen, 'temperature'].iloc[0]:g}"
-        for setting, rows in tuning.groupby("setting", sort=False)
-    )
-    + "."
+tuning[tuning["chosen"]][["setting", "group", "temperature", "val_n", "val_auroc"]].rename(
+    columns={"temperature": "chosen τ", "val_n": "validation images"}
 )
 
 # %% [markdown]
@@ -143,22 +144,32 @@ Markdown(
 # %% [markdown]
 # ## SPARE against the baselines
 # Every method trains the same backbone for the same number of epochs and is scored on the
-# balanced test set with per-group precision, recall and F1 (95% bootstrap intervals). In-group
-# training and SPARE have one model per group, each with its own validation threshold; the
-# others use one model and one threshold, except fairlearn's `ThresholdOptimizer`, which sets
+# balanced test set with per-group precision, recall and F1 (95% bootstrap intervals over test
+# patients). SPARE and in-group training have one model per group, each with its own threshold
+# chosen on that group's validation images. So that a difference is the method's and not the
+# thresholds', **every single-model baseline gets per-group validation thresholds too**; ERM at
+# one global threshold stays as a reference, and fairlearn's `ThresholdOptimizer` sets its own
 # group thresholds for equalized odds.
 
 # %%
 compared = {key: study.compare(scenario, chosen[key]) for key, scenario in scenarios.items()}
 by_group = pd.concat(
     [
-        g.assign(setting=", ".join(key), attribute=scenarios[key].attribute)
-        for key, (g, _) in compared.items()
+        c.by_group.assign(setting=", ".join(key), attribute=scenarios[key].attribute)
+        for key, (c, _) in compared.items()
     ],
     ignore_index=True,
 )
 gaps = pd.concat(
-    [d.assign(setting=", ".join(key)) for key, (_, d) in compared.items()], ignore_index=True
+    [c.gaps.assign(setting=", ".join(key)) for key, (c, _) in compared.items()],
+    ignore_index=True,
+)
+method_differences = pd.concat(
+    [
+        d.assign(setting=", ".join(key), attribute=scenarios[key].attribute)
+        for key, (_, d) in compared.items()
+    ],
+    ignore_index=True,
 )
 run.save_table(by_group, "methods_by_group")
 run.save_table(gaps, "methods_gaps")
@@ -171,30 +182,63 @@ run.save_figure(
 
 # %% [markdown]
 # The fairness gaps (fairlearn's definitions: equal opportunity |ΔTPR|, equalized odds
-# max(|ΔTPR|, |ΔFPR|)), with training time:
+# max(|ΔTPR|, |ΔFPR|)), with training time. A gap's interval is centred on its estimate (the
+# max − min over groups is larger in resamples than in the sample, so plain percentiles can
+# miss it):
 
 # %%
 gaps.assign(
-    value=with_intervals(gaps),
+    value=verdicts.with_intervals(gaps),
     seconds=gaps["seconds"].round(1),
 ).pivot(index=["setting", "method", "seconds"], columns="metric", values="value")
+
+# %% [markdown]
+# What a comparison rests on is the **paired difference**: SPARE minus each method on the same
+# test patients, with the same bootstrap replicates for both, so the test set's own noise
+# cancels. Zero inside the interval means no detectable difference in this run:
+
+# %%
+run.save_figure(
+    plots.group_intervals(
+        method_differences[method_differences["metric"].isin(study.PER_GROUP_METRICS)],
+        y="b",
+        panels="setting",
+        title="SPARE minus each method, this run (paired 95% CI)",
+        difference="SPARE − method",
+    ),
+    "method_differences",
+)
 
 # %% [markdown]
 # ## Ablation
 # Which part of the weight matters? On the skin-type setting: similarity only (λ = 0), utility
 # only (λ = 1), both; probability margins instead of DeepFool distances ("confidence"); binary
 # selection (the nearest images kept with weight 1, as many as SPARE's total weight) instead of
-# continuous weights; and one shared weight for all out-of-group images ("group level").
+# continuous weights; and one shared weight for all out-of-group images ("group level"). **Each
+# variant chooses its own τ on validation data**, as full SPARE does: a variant held at full
+# SPARE's τ would be judged at a setting tuned for another method.
 
 # %%
-ablation = study.ablation(main, main_spare).assign(attribute=main.attribute, setting="skin type")
+variants, variant_tuning, ablation_differences = study.ablation(main, main_spare, temperatures)
+ablation = variants.by_group.assign(attribute=main.attribute, setting="skin type")
 run.save_table(ablation, "ablation")
-run.save_figure(
-    plots.group_intervals(
-        ablation, y="variant", panels="setting", title="SPARE ablation: per-group scores (95% CI)"
-    ),
-    "ablation",
+run.save_table(variant_tuning, "ablation_temperature")
+display(
+    run.save_figure(
+        plots.group_intervals(
+            ablation,
+            y="variant",
+            panels="setting",
+            title="SPARE ablation: per-group scores (95% CI)",
+        ),
+        "ablation",
+    )
 )
+variant_tuning[variant_tuning["chosen"]].pivot(
+    index="variant", columns="group", values="val_auroc"
+).assign(chosen_temperature=variant_tuning[variant_tuning["chosen"]].groupby("variant")[
+    "temperature"
+].first())  # fmt: skip
 
 # %% [markdown]
 # ## Sharing stages
@@ -202,7 +246,7 @@ run.save_figure(
 # trained with both groups' weights). Fewer group-specific parameters cost less to train.
 
 # %%
-sharing = study.sharing_curve(main, main_spare)
+sharing, sharing_differences = study.sharing_curve(main, main_spare)
 run.save_table(sharing, "sharing")
 run.save_figure(
     plots.sharing_curve(
@@ -230,41 +274,74 @@ run.save_figure(
 
 # %% [markdown]
 # ## What we found
+# Every comparison of this run, as paired differences (saved as `comparisons.csv`; a sweep
+# pools this table over seeds):
 
 # %%
-metrics = run.save_table(pd.concat([by_group, gaps], ignore_index=True), "metrics")
-verdicts = run.save_table(study.findings(by_group, ablation, sharing), "verdicts")
+run.save_table(pd.concat([by_group, gaps], ignore_index=True), "metrics")
+comparisons = run.save_table(
+    pd.concat(
+        [
+            method_differences,
+            ablation_differences.assign(setting="skin type"),
+            sharing_differences.assign(setting="skin type"),
+        ],
+        ignore_index=True,
+    ),
+    "comparisons",
+)
+KEYS = verdicts.COMPARISON_KEYS
+this_run = comparisons.assign(**{"this run": verdicts.with_intervals(comparisons)})
 
+# %% [markdown]
+# One run cannot carry a verdict: training noise moves these differences more than the test
+# set's bootstrap shows. The verdicts below pool the seeds of the sweep kept in `results/`
+# (`make study`), run with this chapter's parameters: the mean paired difference over seeds
+# with its seed-level 95% t interval, and the mean per-seed bootstrap interval beside it.
+# **better** / **worse** only when the seed-level interval excludes zero, with at least
+# five seeds; otherwise *no detectable difference* (or *inconclusive* under five seeds).
 
-def said(rows):  # "group a [CI] vs b [CI]: verdict" for each row of the verdicts table
-    return "; ".join(
-        f"{r.group} {interval(r.a_value, r.a_lo, r.a_hi)} vs {interval(r.b_value, r.b_lo, r.b_hi)}"
-        f" (**{r.verdict}**)"
-        for r in rows.itertuples()
+# %%
+sweep = run.sweep_table("comparisons")
+if sweep is not None:
+    pooled = verdicts.pool_seeds(sweep, by=KEYS)
+    pooled = pooled.merge(this_run[[*KEYS, "this run", "verdict"]], on=KEYS, how="left",
+                          suffixes=("", " (this run)"))  # fmt: skip
+    pooled["agrees"] = pooled["verdict"] == pooled["verdict (this run)"]
+    run.save_table(pooled, "verdicts")
+    shown = pooled.assign(
+        pooled=[verdicts.interval(r.value, r.lo, r.hi) for r in pooled.itertuples()],
+        test_noise=[f"[{r.boot_lo:.3f}, {r.boot_hi:.3f}]" for r in pooled.itertuples()],
     )
-
-
-lines = []
-for setting, rows in verdicts[verdicts["comparison"] == "method"].groupby("setting", sort=False):
-    others = rows[rows["b"] != "erm"]["verdict"].value_counts()
-    lines.append(
-        f"- **{setting}**, F1 of SPARE vs ERM: {said(rows[rows['b'] == 'erm'])}. Against the "
-        "other baselines, of "
-        + f"{len(rows[rows['b'] != 'erm'])} group comparisons: "
-        + ", ".join(f"{n} {word}" for word, n in others.items())
-        + "."
+    n_seeds = int(pooled["n_seeds"].min())
+    display(Markdown(
+        f"**{sweep['seed'].nunique()} seeds** (mode {mode}); this run agrees with the pooled "
+        f"verdict in {pooled['agrees'].sum()} of {len(pooled)} comparisons."
+    ))  # fmt: skip
+    display(
+        shown[(shown["metric"] == "f1") | (shown["group"] == "all")][
+            [*KEYS, "pooled", "test_noise", "n_seeds", "verdict", "this run", "agrees"]
+        ].set_index(KEYS)
     )
-for kind, rows in verdicts[verdicts["comparison"] != "method"].groupby("comparison", sort=False):
-    against = "full SPARE" if kind == "ablation" else "independent models (0 shared)"
-    lines.append(f"- {kind.capitalize()}, F1 against {against}: " + "; ".join(
-        f"{a}: {said(cell)}" for a, cell in rows.groupby("a", sort=False)
-    ) + ".")  # fmt: skip
-display(Markdown("\n".join(lines)))
+else:
+    display(this_run[[*KEYS, "this run", "verdict"]].set_index(KEYS))
+
+# %% [markdown]
+# How stable is the temperature choice? The chosen τ per setting over the sweep's seeds, with
+# the validation images per group behind it:
+
+# %%
+sweep_tuning = run.sweep_table("temperature")
+if sweep_tuning is not None:
+    picks = sweep_tuning[sweep_tuning["chosen"]].drop_duplicates(["setting", "seed"])
+    display(picks.groupby("setting")["temperature"].value_counts().rename("seeds").to_frame())
+    display(sweep_tuning.groupby(["setting", "group"])["val_n"].agg(["min", "max"]))
+
+# %%
 Markdown(
-    "A comparison reads **better** or **worse** only when the two 95% intervals do not overlap; "
-    f"this is one run (seed {seed}, mode {mode}), and the intervals resample test patients, not "
-    "the training's own randomness. Quick mode trains small networks for a few epochs on 2,000 "
-    'images; `mode="full"` runs ResNet-18 and VGG-11 at paper scale.'
+    "Quick mode trains small networks for a few epochs on 2,000 images at 32 px; "
+    '`mode="full"` runs ResNet-18 and VGG-11 at paper scale. The summary chapter sets each '
+    "of the paper's claims beside these pooled verdicts."
 )
 
 # %% [markdown]

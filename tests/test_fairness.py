@@ -160,15 +160,79 @@ def test_with_intervals_prints_value_and_interval_per_row():
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "word"),
+    ("lo", "hi", "higher_better", "word"),
     [
-        ((0.6, 0.7), (0.4, 0.5), "better"),
-        ((0.4, 0.5), (0.6, 0.7), "worse"),
-        ((0.5, 0.65), (0.6, 0.7), "no detectable difference"),
+        (0.01, 0.05, True, "better"),
+        (-0.05, -0.01, True, "worse"),
+        (-0.05, -0.01, False, "better"),  # a smaller gap is the better one
+        (-0.01, 0.05, True, "no detectable difference"),
+        (np.nan, np.nan, True, "no detectable difference"),
     ],
 )
-def test_verdict_names_a_winner_only_when_intervals_do_not_overlap(a, b, word):
-    def estimate(lo, hi):
-        return pd.Series({"value": (lo + hi) / 2, "lo": lo, "hi": hi})
+def test_verdict_names_a_winner_only_when_the_difference_excludes_zero(lo, hi, higher_better, word):
+    assert verdicts.verdict(lo, hi, higher_better=higher_better) == word
 
-    assert verdicts.verdict(estimate(*a), estimate(*b)) == word
+
+def _report(table, seed=0):
+    return fairness.report(table, groups=["sex"], thresholds=0.5, n_boot=200, seed=seed,
+                           intersections=False)  # fmt: skip
+
+
+def test_identical_predictions_give_no_detectable_difference():
+    table = predictions(800, 11)
+    d = verdicts.paired_difference(_report(table), _report(table), "f1", attribute="sex", group="F")
+    assert d.value == 0 and d.lo == 0 and d.hi == 0
+    assert d.verdict == "no detectable difference"
+
+
+def test_a_constructed_clear_win_is_better_and_paired_beats_unpaired():
+    table = predictions(1500, 12)
+    y = table["y_true"].to_numpy()
+    shift = np.where(y == 1, 0.04, -0.04)
+    sharper = table.assign(score_pos=np.clip(table["score_pos"] + shift, 0, 1))
+    sharper["score_neg"] = 1 - sharper["score_pos"]
+    win, base = _report(sharper), _report(table)
+    d = verdicts.paired_difference(win, base, "auroc", attribute="sex", group="F")
+    assert d.verdict == "better" and d.lo > 0
+    widths = [
+        r.hi - r.lo
+        for r in (win.by_group, base.by_group)
+        for r in [r.query("group == 'F' and metric == 'auroc'").iloc[0]]
+    ]
+    unpaired = np.hypot(*widths)  # the width if the two test-set draws were independent
+    assert d.hi - d.lo < unpaired / 2  # pairing cancels the shared test-set noise
+
+
+def test_reports_on_other_patients_are_not_paired():
+    table = predictions(600, 13)
+    with pytest.raises(ValueError, match="not paired"):
+        verdicts.paired_difference(
+            _report(table), _report(table, seed=1), "f1", attribute="sex", group="F"
+        )
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(40, 400), seed=st.integers(0, 10_000), skill=st.floats(0.0, 0.9))
+def test_every_reported_interval_contains_its_estimate(n, seed, skill):
+    report = fairness.report(predictions(n, seed, skill=skill), groups=["sex", "site"],
+                             thresholds=0.5, n_boot=50, seed=seed)  # fmt: skip
+    for table in (report.by_group, report.gaps):
+        finite = table.dropna(subset=["value", "lo", "hi"])
+        assert (
+            (finite["lo"] <= finite["value"] + 1e-12) & (finite["value"] <= finite["hi"] + 1e-12)
+        ).all()
+
+
+def test_pooled_verdict_needs_five_seeds_and_an_interval_that_excludes_zero():
+    def seeds(values):
+        return pd.DataFrame({"key": "k", "metric": "f1", "seed": range(len(values)),
+                             "value": values, "lo": np.array(values) - 0.1,
+                             "hi": np.array(values) + 0.1})  # fmt: skip
+
+    clear = verdicts.pool_seeds(seeds([0.05, 0.06, 0.04, 0.05, 0.055]), by=["key"]).iloc[0]
+    assert clear.verdict == "better" and clear.lo > 0 and clear.n_seeds == 5
+    assert clear.boot_lo == pytest.approx(clear.value - 0.1)
+    noisy = verdicts.pool_seeds(seeds([0.1, -0.08, 0.05, -0.04, 0.02]), by=["key"]).iloc[0]
+    assert noisy.verdict == "no detectable difference" and noisy.lo < 0 < noisy.hi
+    few = verdicts.pool_seeds(seeds([0.05, 0.06, 0.04]), by=["key"]).iloc[0]
+    assert few.verdict == "inconclusive"

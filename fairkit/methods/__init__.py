@@ -11,7 +11,7 @@ from fairkit.methods.erm import ERM
 from fairkit.methods.in_group import InGroup
 from fairkit.methods.rebalance import GroupDRO, Resample, Reweight, inverse_frequency_weights
 from fairkit.methods.spare import Spare
-from fairkit.methods.threshold import Threshold, postprocess
+from fairkit.methods.threshold import GroupThresholds, Threshold, postprocess
 
 REGISTRY: dict[str, type] = {
     "erm": ERM,  # one model, every image weighted alike
@@ -36,6 +36,7 @@ __all__ = [
     "BASELINES",  # the literature's baselines, in the order chapters show them
     "ERM",
     "GroupDRO",
+    "GroupThresholds",  # a method's scores with one validation threshold per group
     "InGroup",
     "Method",  # the protocol: name + call(scenario) -> MethodPredictions
     "MethodPredictions",  # validation and test predictions of one method

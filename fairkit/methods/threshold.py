@@ -1,4 +1,8 @@
-"""Post-processing: fairlearn's ThresholdOptimizer on another method's scores (no retraining)."""
+"""Post-processing another method's scores, without retraining.
+
+fairlearn's ThresholdOptimizer (equalized odds), or one validation-chosen threshold per group
+(the fair control for group-specific models, which have one threshold per group).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from fairkit import seeds
 from fairkit.fairness import class_index, positive_scores
-from fairkit.methods.base import MethodPredictions
+from fairkit.methods.base import MethodPredictions, group_threshold_decisions
 
 if TYPE_CHECKING:
     from fairkit.experiment import Scenario
@@ -34,6 +38,31 @@ class Threshold:
             seed=scenario.experiment.seed,
             name=self.name,
         )
+
+
+@dataclass(frozen=True)
+class GroupThresholds:
+    """``base``'s scores with one threshold per group, each chosen on that group's validation.
+
+    Group-specific models (in-group, SPARE) get a threshold per group; a single-model baseline
+    evaluated at one global threshold would mix the effect of the weights with that of the
+    thresholds. This gives every baseline the same advantage.
+    """
+
+    base: str = "erm"
+
+    @property
+    def name(self) -> str:
+        """E.g. ``erm`` (the comparison is between methods at per-group thresholds)."""
+        return self.base
+
+    def __call__(self, scenario: Scenario) -> MethodPredictions:
+        """``base``'s predictions with per-group decisions on the test set."""
+        base = scenario.predictions(self.base)
+        decision = group_threshold_decisions(
+            base.val, base.test, attribute=scenario.attribute, positive=scenario.positive
+        )
+        return replace(base, test=base.test.assign(decision=decision))
 
 
 def postprocess(

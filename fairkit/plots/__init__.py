@@ -2,7 +2,13 @@
 
 from fairkit.plots.cohorts import causal_graph, group_bars, image_grid, prevalence_bars
 from fairkit.plots.counterfactuals import counterfactual_columns, flip_bars, sampler_tradeoff
-from fairkit.plots.metrics import amplification_curves, group_intervals, method_table, shortcut_bars
+from fairkit.plots.metrics import (
+    amplification_curves,
+    claim_tally,
+    group_intervals,
+    method_table,
+    shortcut_bars,
+)
 from fairkit.plots.spare import mixing_curve, sharing_curve, temperature_curves, weight_histograms
 from fairkit.plots.style import GROUP_COLORS, as_display, palette, set_theme
 
@@ -14,6 +20,7 @@ __all__ = [
     "counterfactual_columns",  # factual and counterfactual images side by side
     "flip_bars",  # how often decisions flip under an intervention, per group
     "group_bars",  # one bar per group and setting
+    "claim_tally",  # per claim: comparisons as predicted, undetected, against
     "group_intervals",  # per-group values with 95% intervals, one panel per setting
     "image_grid",  # images in a labelled grid
     "method_table",  # methods against worst-group scores and gaps

@@ -110,11 +110,15 @@ def shortcut_bars(table: pd.DataFrame, *, title: str):
     return fig
 
 
-def group_intervals(table: pd.DataFrame, *, y: str, panels: str, title: str):
+def group_intervals(
+    table: pd.DataFrame, *, y: str, panels: str, title: str, difference: str | None = None
+):
     """Per-group values with 95% intervals: one panel per (``panels`` value, metric).
 
     ``y`` lists the compared things (methods, variants) down each panel; groups are coloured
     with their fixed colours. The table has columns attribute, group, metric, value, lo, hi.
+    ``difference`` names what the values are differences of (e.g. "SPARE − method"): the axis
+    says so and a line marks zero, the "no difference" a verdict is read against.
     """
     rows_of = list(pd.unique(table[panels]))
     metrics = list(pd.unique(table["metric"]))
@@ -148,7 +152,12 @@ def group_intervals(table: pd.DataFrame, *, y: str, panels: str, title: str):
                 )
             ax.set_yticks(range(len(things)), things if j == 0 else [""] * len(things))
             ax.invert_yaxis()
-            ax.set(xlabel=f"{metric} (0–1)", title=str(panel) if j == 0 else "")
+            if difference:
+                ax.axvline(0, color="0.3", lw=1)
+                ax.set(xlabel=f"{metric} difference, {difference}")
+            else:
+                ax.set(xlabel=f"{metric} (0–1)")
+            ax.set_title(str(panel) if j == 0 else "")
         axes[i, -1].legend(
             title=attribute.replace("_", " "),
             frameon=False,
@@ -156,5 +165,29 @@ def group_intervals(table: pd.DataFrame, *, y: str, panels: str, title: str):
             bbox_to_anchor=(1, 1),
         )
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def claim_tally(summary: pd.DataFrame, *, title: str):
+    """Per claim: how many of its pooled comparisons came out as predicted, opposite, or neither.
+
+    ``summary`` is ``claims.summary``'s table (columns claim, verdict and the counts
+    ``claims.TALLY``).
+    """
+    from fairkit.claims import TALLY
+
+    labels = [f"{c[:60]}… ({v})" if len(c) > 60 else f"{c} ({v})"
+              for c, v in zip(summary["claim"], summary["verdict"], strict=True)]  # fmt: skip
+    red, _, green = sns.color_palette("RdYlGn", 3)
+    colours = dict(zip(TALLY, (green, red, "0.7", "0.9"), strict=True))
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(summary) + 1.4))
+    left = np.zeros(len(summary))
+    for name in TALLY:
+        ax.barh(labels, summary[name], left=left, color=colours[name], label=name)
+        left += summary[name].to_numpy()
+    ax.invert_yaxis()
+    ax.set(xlabel="pooled comparisons (count)", title=title)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     return fig

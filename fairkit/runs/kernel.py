@@ -27,6 +27,8 @@ RUN_DIR_ENV = "FAIRKIT_RUN_DIR"
 CHAPTER_ENV = "FAIRKIT_CHAPTER"
 RUN_ID_ENV = "FAIRKIT_RUN_ID"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "results"  # the kept sweeps behind the book's verdicts (make study)
+PER_RUN = ("seed", "device")  # parameters that differ between the runs pooled by a sweep
 PACKAGES = (
     "torch",
     "torchvision",
@@ -146,6 +148,22 @@ class Run:
         if badges:
             lines += ["", badges]
         return Markdown("\n".join(lines))
+
+    def sweep_table(self, table: str, root: Path = RESULTS):
+        """``table`` of every kept sweep run of this chapter with this run's parameters.
+
+        Runs match when every parameter but the seed and device equals this run's, so the
+        seeds of the sweep are pooled at the settings the reader asked for. None (and a line
+        saying how to make them) when no such run is kept under ``root``.
+        """
+        from fairkit.runs.sweep import collect
+
+        where = {k: v for k, v in self.params.items() if k not in PER_RUN}
+        try:
+            return collect(root, self.chapter, table, where=where)
+        except FileNotFoundError as err:
+            print(f"No multi-seed results for these parameters: {err}")
+            return None
 
     def path(self, name: str) -> Path:
         """Return the path of a file called ``name`` inside the run folder."""

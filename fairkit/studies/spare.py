@@ -17,15 +17,33 @@ from fairkit import seeds
 from fairkit.data import Cohort
 from fairkit.experiment import Scenario
 from fairkit.fairness import Report, auroc, class_index, positive_scores
-from fairkit.methods import MethodPredictions, Spare
+from fairkit.methods import GroupThresholds, Method, MethodPredictions, Spare
 from fairkit.methods.spare import VARIANTS
 from fairkit.models import n_stages
 from fairkit.training import fit, predict
-from fairkit.verdicts import verdict
+from fairkit.verdicts import paired_difference
 
-COMPARED = ("erm", "in_group", "resample", "reweight", "groupdro", "threshold", "spare")
 PER_GROUP_METRICS = ("precision", "recall", "f1")
 GAP_METRICS = ("equal_opportunity", "equalized_odds")
+
+
+def controls(spare: Spare) -> dict[str, Method | str]:
+    """The compared methods by label, each single-model baseline at per-group thresholds.
+
+    SPARE and in-group training choose one threshold per group on validation data; so do the
+    single-model baselines here (``GroupThresholds``), so that a difference is the weights' or
+    the models', not the thresholds'. ERM at one global threshold stays as a reference.
+    """
+    return {
+        "erm, one threshold": "erm",
+        "erm": GroupThresholds("erm"),
+        "resample": GroupThresholds("resample"),
+        "reweight": GroupThresholds("reweight"),
+        "groupdro": GroupThresholds("groupdro"),
+        "in_group": "in_group",
+        "threshold (EOdds)": "threshold",
+        "spare": spare,
+    }
 
 
 def per_group(report: Report, attribute: str, metrics=PER_GROUP_METRICS, **labels) -> pd.DataFrame:
@@ -49,38 +67,113 @@ def _report(scenario: Scenario, method) -> tuple[Report, MethodPredictions]:
     return scenario.experiment.evaluate(predictions), predictions
 
 
-def compare(
-    scenario: Scenario, spare: Spare, methods=COMPARED
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-group precision/recall/F1 and the gaps of SPARE and every baseline on a scenario."""
-    groups, gap_rows = [], []
-    for method in tqdm(methods, desc="methods", leave=False):
-        report, predictions = _report(scenario, spare if method == "spare" else method)
-        labels = {"method": method, "seconds": predictions.seconds}
-        groups.append(per_group(report, scenario.attribute, **labels))
-        gap_rows.append(gaps(report, scenario.attribute, **labels))
-    return pd.concat(groups, ignore_index=True), pd.concat(gap_rows, ignore_index=True)
+def paired(
+    reports: dict, pairs, attribute: str, metrics=("f1",), gap_metrics=(), **labels
+) -> pd.DataFrame:
+    """Paired differences a - b (same test patients, same replicates) for each (a, b) in ``pairs``.
 
-
-def ablation(scenario: Scenario, spare: Spare, variants=VARIANTS) -> pd.DataFrame:
-    """Per-group F1 (and precision, recall) of every weighting variant."""
-    rows = [
-        per_group(_report(scenario, replace(spare, variant=v))[0], scenario.attribute, variant=v)
-        for v in tqdm(variants, desc="ablation", leave=False)
-    ]
-    return pd.concat(rows, ignore_index=True)
-
-
-def sharing_curve(scenario: Scenario, spare: Spare, share=None) -> pd.DataFrame:
-    """Per-group F1, training seconds and parameter count against the number of shared stages."""
-    total = n_stages(scenario.make_model)
+    Rows (a, b, group, metric, a_value, b_value, value, lo, hi, verdict): per group for
+    ``metrics`` and over groups for ``gap_metrics``; ``verdict`` is this run's wording.
+    """
     rows = []
+    for a, b in pairs:
+        groups = sorted(reports[a].by_group.query("attribute == @attribute")["group"].unique())
+        keys = [(m, g) for m in metrics for g in groups] + [(m, None) for m in gap_metrics]
+        for metric, group in keys:
+            d = paired_difference(reports[a], reports[b], metric, attribute=attribute, group=group)
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "group": group if group is not None else "all",
+                    "metric": metric,
+                    "a_value": d.a,
+                    "b_value": d.b,
+                    "value": d.value,
+                    "lo": d.lo,
+                    "hi": d.hi,
+                    "verdict": d.verdict,
+                }
+            )
+    return pd.DataFrame(rows).assign(**labels)
+
+
+@dataclass
+class Compared:
+    """Reports and tables of a set of compared methods (or variants) on one scenario."""
+
+    reports: dict[str, Report]
+    by_group: pd.DataFrame
+    gaps: pd.DataFrame
+
+
+def evaluate_all(scenario: Scenario, methods: dict, *, column: str = "method") -> Compared:
+    """Each labelled method's report, per-group precision/recall/F1, gaps and training seconds."""
+    reports, groups, gap_rows = {}, [], []
+    for label, method in tqdm(methods.items(), desc=column, leave=False):
+        report, predictions = _report(scenario, method)
+        reports[label] = report
+        tags = {column: label, "seconds": predictions.seconds}
+        groups.append(per_group(report, scenario.attribute, **tags))
+        gap_rows.append(gaps(report, scenario.attribute, **tags))
+    return Compared(
+        reports, pd.concat(groups, ignore_index=True), pd.concat(gap_rows, ignore_index=True)
+    )
+
+
+def compare(scenario: Scenario, spare: Spare) -> tuple[Compared, pd.DataFrame]:
+    """SPARE and every control on a scenario, and SPARE's paired differences with each.
+
+    F1, precision and recall per group; the EOpp and EOdds gaps (the paper's fairness claim).
+    """
+    compared = evaluate_all(scenario, controls(spare))
+    pairs = [("spare", other) for other in compared.reports if other != "spare"]
+    differences = paired(
+        compared.reports,
+        pairs,
+        scenario.attribute,
+        metrics=PER_GROUP_METRICS,
+        gap_metrics=GAP_METRICS,
+        comparison="method",
+    )
+    return compared, differences
+
+
+def ablation(
+    scenario: Scenario, spare: Spare, temperatures, variants=VARIANTS
+) -> tuple[Compared, pd.DataFrame, pd.DataFrame]:
+    """Every weighting variant at its own validation-chosen temperature, against full SPARE.
+
+    Returns the variants' reports and tables, their temperature sweeps (``temperature_sweep``
+    each) and the paired F1 differences variant - full SPARE.
+    """
+    tuned, sweeps = {}, []
+    for variant in tqdm(variants, desc="ablation", leave=False):
+        table, tuned[variant] = temperature_sweep(
+            scenario, replace(spare, variant=variant), temperatures
+        )
+        sweeps.append(table.assign(variant=variant))
+    compared = evaluate_all(scenario, tuned, column="variant")
+    pairs = [(v, "spare") for v in variants if v != "spare"]
+    differences = paired(compared.reports, pairs, scenario.attribute, comparison="ablation")
+    return compared, pd.concat(sweeps, ignore_index=True), differences
+
+
+def sharing_curve(
+    scenario: Scenario, spare: Spare, share=None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-group F1, seconds and parameters against shared stages; paired F1 vs 0 shared."""
+    total = n_stages(scenario.make_model)
+    rows, reports = [], {}
     for k in tqdm(range(total + 1) if share is None else share, desc="sharing", leave=False):
         report, predictions = _report(scenario, replace(spare, share_stages=k))
+        reports[k] = report
         f1 = per_group(report, scenario.attribute, metrics=("f1",))
         params = sum(p.numel() for p in predictions.model.parameters())
         rows.append(f1.assign(shared=k, of=total, seconds=predictions.seconds, parameters=params))
-    return pd.concat(rows, ignore_index=True)
+    pairs = [(k, 0) for k in reports if k != 0] if 0 in reports else []
+    differences = paired(reports, pairs, scenario.attribute, comparison="sharing")
+    return pd.concat(rows, ignore_index=True), differences
 
 
 def validation_auroc(predictions: MethodPredictions, attribute: str, positive: str) -> pd.Series:
@@ -98,17 +191,25 @@ def validation_auroc(predictions: MethodPredictions, attribute: str, positive: s
 def temperature_sweep(scenario: Scenario, spare: Spare, temperatures) -> tuple[pd.DataFrame, Spare]:
     """SPARE at each temperature, and the one with the best worst-group validation AUROC.
 
-    The table holds, per temperature and group, the validation AUROC that decides and the
-    test F1 (95% CI) that it leads to; the test set plays no part in the choice.
+    The table holds, per temperature and group, the validation AUROC that decides (and the
+    number of validation images behind it) and the test F1 (95% CI) that it leads to; the test
+    set plays no part in the choice.
     """
     if not len(temperatures):
         raise ValueError("temperature_sweep needs at least one temperature")
     rows = []
+    val_sizes = scenario.val.meta[scenario.attribute].astype(str).value_counts()
     for t in tqdm(temperatures, desc="temperature", leave=False):
         report, predictions = _report(scenario, replace(spare, temperature=float(t)))
         chosen_by = validation_auroc(predictions, scenario.attribute, scenario.positive)
         f1 = per_group(report, scenario.attribute, metrics=("f1",))
-        rows.append(f1.assign(temperature=float(t), val_auroc=f1["group"].map(chosen_by)))
+        rows.append(
+            f1.assign(
+                temperature=float(t),
+                val_auroc=f1["group"].map(chosen_by),
+                val_n=f1["group"].map(val_sizes),
+            )
+        )
     table = pd.concat(rows, ignore_index=True)
     best = float(table.groupby("temperature")["val_auroc"].min().idxmax())
     return table.assign(chosen=table["temperature"] == best), replace(spare, temperature=best)
@@ -199,47 +300,3 @@ def mixing_sweep(scenario: Scenario, ratios) -> pd.DataFrame:
             report, _ = _report(scenario, Mixing(group, ratio))
             rows.append(per_group(report, scenario.attribute, metrics=("f1",), ratio=ratio))
     return pd.concat(rows, ignore_index=True)
-
-
-# --------------------------------------------------------------------------- findings
-
-
-def findings(by_group: pd.DataFrame, ablation: pd.DataFrame, sharing: pd.DataFrame) -> pd.DataFrame:
-    """Chapter 3's comparisons as rows, each worded by ``verdicts.verdict``.
-
-    Rows (comparison, setting, group, a, b, a_value, a_lo, a_hi, b_value, b_lo, b_hi, verdict):
-    SPARE against ERM and against every other baseline, per setting of ``by_group``
-    (``compare``'s tables with a ``setting`` column); each ablation variant against full
-    SPARE; each number of shared stages against independent models (0 shared). All on F1.
-    """
-    rows = []
-
-    def add(comparison, setting, table, key, a, b):
-        for group, cell in table.groupby("group", sort=False):
-            first, second = (cell[cell[key] == name].iloc[0] for name in (a, b))
-            rows.append(
-                {
-                    "comparison": comparison,
-                    "setting": setting,
-                    "group": group,
-                    "a": a,
-                    "b": b,
-                    **{f"a_{k}": first[k] for k in ("value", "lo", "hi")},
-                    **{f"b_{k}": second[k] for k in ("value", "lo", "hi")},
-                    "verdict": verdict(first, second),
-                }
-            )
-
-    f1 = by_group[by_group["metric"] == "f1"]
-    for setting, table in f1.groupby("setting", sort=False):
-        for method in table["method"].unique():
-            if method != "spare":
-                add("method", setting, table, "method", "spare", method)
-    variants = ablation[ablation["metric"] == "f1"]
-    for variant in variants["variant"].unique():
-        if variant != "spare":
-            add("ablation", "skin type", variants, "variant", variant, "spare")
-    for k in sharing["shared"].unique():
-        if k != 0:
-            add("sharing", "skin type", sharing, "shared", k, 0)
-    return pd.DataFrame(rows)

@@ -69,28 +69,24 @@ def test_temperature_sweep_chooses_on_validation_and_shares_the_cache(scenario):
         study.temperature_sweep(scenario, base, [])
 
 
-def test_findings_word_comparisons_by_their_intervals():
-    def f1(method, dark, light):
-        return pd.DataFrame(
-            {"setting": "skin", "method": method, "group": ["dark", "light"], "metric": "f1",
-             "value": [dark, light], "lo": [dark - 0.1, light - 0.1], "hi": [dark + 0.1, light + 0.1]}
-        )  # fmt: skip
+def test_paired_rows_difference_each_pair_per_group_and_gap(scenario):
+    reports = {
+        name: scenario.experiment.evaluate(scenario.predictions(name))
+        for name in ("erm", "resample")
+    }
+    rows = study.paired(
+        reports, [("resample", "erm")], "skin_group", gap_metrics=("equal_opportunity",)
+    )
+    assert list(rows["group"]) == ["dark", "light", "all"]
+    dark = rows.iloc[0]
+    assert dark.value == pytest.approx(dark.a_value - dark.b_value)
+    assert dark.lo <= dark.value <= dark.hi
+    same = study.paired({"x": reports["erm"], "y": reports["erm"]}, [("x", "y")], "skin_group")
+    assert (same["verdict"] == "no detectable difference").all()
 
-    by_group = pd.concat([f1("erm", 0.5, 0.6), f1("resample", 0.6, 0.75), f1("spare", 0.55, 0.9)])
-    ablation = pd.DataFrame(
-        {"variant": ["spare", "binary"], "group": "dark", "metric": "f1", "value": [0.7, 0.8],
-         "lo": [0.65, 0.71], "hi": [0.75, 0.85]}
-    )  # fmt: skip
-    sharing = pd.DataFrame(
-        {"shared": [0, 0, 2, 2], "group": ["dark", "light"] * 2, "of": 4,
-         "value": [0.7, 0.7, 0.2, 0.9], "lo": [0.6, 0.6, 0.1, 0.8], "hi": [0.8, 0.8, 0.3, 1.0]}
-    )  # fmt: skip
-    table = study.findings(by_group, ablation, sharing).set_index(["comparison", "b", "group"])
-    # SPARE vs ERM: dark intervals overlap (0.45-0.65 vs 0.40-0.60); light ones do not.
-    assert table.loc[("method", "erm", "dark"), "verdict"] == "no detectable difference"
-    assert table.loc[("method", "erm", "light"), "verdict"] == "better"
-    assert table.loc[("method", "resample", "light"), "verdict"] == "no detectable difference"
-    # A higher point estimate whose interval overlaps is no win.
-    assert table.loc[("ablation", "spare", "dark"), "verdict"] == "no detectable difference"
-    assert table.loc[("sharing", 0, "dark"), "verdict"] == "worse"
-    assert table.loc[("sharing", 0, "light"), "verdict"] == "no detectable difference"
+
+def test_controls_give_single_model_baselines_group_thresholds(scenario):
+    controls = study.controls(Spare())
+    erm = scenario.predictions(controls["erm"])
+    assert "decision" in erm.test and "decision" not in scenario.predictions("erm").test
+    assert set(controls) >= {"erm, one threshold", "in_group", "spare"}

@@ -1,0 +1,177 @@
+"""The seed papers' claims as data, and how a claim is judged from the pooled comparisons.
+
+A claim names the pooled comparison rows (``verdicts.pool_seeds`` over a chapter's
+``comparisons`` tables in ``results/``) that would show it, and the verdict each row should
+have if the claim holds. ``judge`` reads those rows; nothing here is retyped from a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, VERDICTS, interval
+
+JUDGEMENTS = ("reproduced", "partly", "not reproduced", "inconclusive")
+TALLY = ("as predicted", "opposite", "no detectable difference", "inconclusive")  # row counts
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Pooled comparison rows that bear on a claim, and the verdict the claim predicts."""
+
+    comparison: str
+    setting: str  # the start of the setting's label, e.g. "age" for "age, small_cnn"
+    a: tuple
+    b: tuple
+    metrics: tuple[str, ...]
+    expected: str  # "better" or "worse": a's difference with b if the claim holds
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One published claim: the paper, the chapter that tests it, and its evidence."""
+
+    paper: str
+    chapter: str
+    claim: str
+    evidence: tuple[Evidence, ...]
+
+
+SPARE = "Xu et al. 2026 (SPARE)"
+_BASELINES = ("erm", "resample", "reweight", "groupdro", "in_group", "threshold (EOdds)")
+CLAIMS = (
+    Claim(
+        SPARE,
+        "03_spare",
+        "Higher F1 than the standard baseline (ERM) for both age groups (ISIC 2019)",
+        (Evidence("method", "age", ("spare",), ("erm",), ("f1",), "better"),),
+    ),
+    Claim(
+        SPARE,
+        "03_spare",
+        "Smaller equal-opportunity and equalized-odds gaps than ERM across age groups",
+        (
+            Evidence(
+                "method",
+                "age",
+                ("spare",),
+                ("erm",),
+                ("equal_opportunity", "equalized_odds"),
+                "better",
+            ),
+        ),
+    ),
+    Claim(
+        SPARE,
+        "03_spare",
+        "Higher precision, recall and F1 for light and dark skin than bias-mitigation baselines "
+        "(Fitzpatrick17k)",
+        (
+            Evidence(
+                "method",
+                "skin type",
+                ("spare",),
+                _BASELINES,
+                ("precision", "recall", "f1"),
+                "better",
+            ),
+        ),  # fmt: skip
+    ),
+    Claim(
+        SPARE,
+        "03_spare",
+        "Both signals together beat similarity alone and utility alone",
+        (
+            Evidence(
+                "ablation", "skin type", ("similarity", "utility"), ("spare",), ("f1",), "worse"
+            ),
+        ),  # fmt: skip
+    ),
+    Claim(
+        SPARE,
+        "03_spare",
+        "Continuous DeepFool-based weights beat confidence-based distances, binary selection "
+        "and group-level weights",
+        (
+            Evidence(
+                "ablation",
+                "skin type",
+                ("confidence", "binary", "group_level"),
+                ("spare",),
+                ("f1",),
+                "worse",
+            ),
+        ),  # fmt: skip
+    ),
+    Claim(
+        SPARE,
+        "03_spare",
+        "Independent group models do best; sharing more stages costs performance",
+        (Evidence("sharing", "skin type", ("1", "2", "3", "4"), ("0",), ("f1",), "worse"),),
+    ),
+)
+
+
+def evidence_rows(evidence: Evidence, pooled: pd.DataFrame) -> pd.DataFrame:
+    """The pooled rows an evidence entry selects (``a``/``b`` compared as text)."""
+    return pooled[
+        (pooled["comparison"] == evidence.comparison)
+        & pooled["setting"].astype(str).str.startswith(evidence.setting)
+        & pooled["a"].astype(str).isin(evidence.a)
+        & pooled["b"].astype(str).isin(evidence.b)
+        & pooled["metric"].isin(evidence.metrics)
+    ]
+
+
+def judgement(found: list[str], expected: list[str]) -> str:
+    """Reproduced (every row as predicted), partly (some), not reproduced (none), inconclusive.
+
+    Inconclusive when a row lacks ``MIN_SEEDS`` seeds or there are no rows. A row with the
+    opposite verdict counts against the claim; "no detectable difference" counts as not shown.
+    """
+    if not found or INCONCLUSIVE in found:
+        return JUDGEMENTS[3]
+    hits = sum(f == e for f, e in zip(found, expected, strict=True))
+    if hits == len(found):
+        return JUDGEMENTS[0]
+    return JUDGEMENTS[1] if hits else JUDGEMENTS[2]
+
+
+def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
+    """One row of the summary: the claim, our pooled numbers, the tally and the judgement."""
+    found, expected, numbers, seeds = [], [], [], []
+    for evidence in claim.evidence:
+        rows = evidence_rows(evidence, pooled)
+        seeds += list(rows["n_seeds"])
+        found += list(rows["verdict"])
+        expected += [evidence.expected] * len(rows)
+        numbers += [
+            f"{r.a} − {r.b}, {r.group} {r.metric}: {interval(r.value, r.lo, r.hi)}"
+            for r in rows.itertuples()
+        ]
+    predicted = sum(f == e for f, e in zip(found, expected, strict=True))
+    return {
+        "paper": claim.paper,
+        "chapter": claim.chapter,
+        "claim": claim.claim,
+        "ours": "; ".join(numbers),
+        "comparisons": len(found),
+        "as predicted": predicted,
+        "opposite": sum(f in VERDICTS[:2] for f in found) - predicted,
+        "no detectable difference": found.count(VERDICTS[2]),
+        "inconclusive": found.count(INCONCLUSIVE),
+        "seeds": min(seeds, default=0),
+        "verdict": judgement(found, expected),
+    }
+
+
+def summary(pooled_by_chapter: dict[str, pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
+    """Every claim whose chapter has pooled results, judged (``judge``); ``MIN_SEEDS`` applies."""
+    rows = [
+        judge(claim, pooled_by_chapter[claim.chapter])
+        for claim in claims
+        if claim.chapter in pooled_by_chapter
+    ]
+    return pd.DataFrame(rows).assign(min_seeds=MIN_SEEDS)

@@ -1,0 +1,38 @@
+"""Claims are judged from pooled comparison rows, never from point estimates."""
+
+import pandas as pd
+import pytest
+
+from fairkit import claims
+
+ROW = {"comparison": "ablation", "setting": "skin type", "b": "spare", "group": "dark",
+       "metric": "f1", "value": -0.05, "lo": -0.08, "hi": -0.02, "n_seeds": 5}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("found", "word"),
+    [
+        (["worse", "worse"], "reproduced"),
+        (["worse", "no detectable difference"], "partly"),
+        (["no detectable difference", "better"], "not reproduced"),
+        (["worse", "inconclusive"], "inconclusive"),
+        ([], "inconclusive"),
+    ],
+)
+def test_judgement_counts_only_rows_with_the_predicted_verdict(found, word):
+    assert claims.judgement(found, ["worse"] * len(found)) == word
+
+
+def test_judge_reads_the_claims_rows_and_tallies_them():
+    pooled = pd.DataFrame(
+        [
+            {**ROW, "a": "similarity", "verdict": "worse"},
+            {**ROW, "a": "utility", "verdict": "better"},
+            {**ROW, "a": "binary", "verdict": "worse"},  # another claim's row
+        ]
+    )
+    claim = next(c for c in claims.CLAIMS if "similarity alone" in c.claim)
+    row = claims.judge(claim, pooled)
+    assert row["comparisons"] == 2 and row["as predicted"] == 1 and row["opposite"] == 1
+    assert row["verdict"] == "partly" and row["seeds"] == 5
+    assert "-0.050 [-0.080, -0.020]" in row["ours"]

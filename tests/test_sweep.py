@@ -1,0 +1,69 @@
+"""Sweeps on Dask: every grid point runs, a failure is reported, complete runs are collected."""
+
+import pytest
+
+from fairkit import runs
+
+BODY = (
+    "import pandas as pd\n"
+    "if seed == fail_seed:\n"
+    "    raise RuntimeError('made to fail')\n"
+    "run.save_table(pd.DataFrame({'value': [seed * 10 + level]}), 'metrics')\n"
+    "run.finish()"
+)
+
+
+def test_grid_is_every_combination_of_its_axes():
+    grid = runs.parse_grid(["seed=0,1", "level=2,3,4"])
+    assert len(grid) == 6 and {"seed": "1", "level": "4"} in grid
+
+
+@pytest.mark.parametrize("bad", ["seed", "seed=", "=1,2", "seed=1,,2"])
+def test_malformed_axis_is_refused(bad):
+    with pytest.raises(runs.ParameterError, match="grid axis"):
+        runs.parse_grid([bad])
+
+
+def test_bad_value_is_refused_before_any_run(write_notebook, tmp_path):
+    nb = write_notebook(BODY, extra_params="fail_seed = -1\nlevel = 0")
+    with pytest.raises(runs.ParameterError, match="level"):
+        runs.sweep(nb, runs.parse_grid(["level=1,x"]), runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_sweep_runs_each_point_reports_failure_and_collects_complete_runs(write_notebook, tmp_path):
+    nb = write_notebook(BODY, extra_params="fail_seed = -1\nlevel = 0")
+    grid = runs.parse_grid(["seed=0,1", "level=2,3"]) + [{"seed": "5", "fail_seed": "5"}]
+    table = runs.sweep(nb, grid, runs_root=tmp_path / "runs", workers=2, progress=False)
+    assert list(table["status"]) == ["complete"] * 4 + ["failed"]
+    assert "99_toy failed" in table["error"].iloc[-1]
+    assert len(runs.complete_runs(tmp_path / "runs", "99_toy")) == 4
+    metrics = runs.collect(tmp_path / "runs", "99_toy", "metrics")
+    assert sorted(metrics["value"]) == [2, 3, 12, 13]
+    assert set(metrics["seed"]) == {0, 1} and set(metrics["level"]) == {2, 3}
+
+
+def test_collect_names_the_missing_table(tmp_path):
+    with pytest.raises(FileNotFoundError, match="metrics.csv"):
+        runs.collect(tmp_path, "99_toy", "metrics")
+
+
+def _fake_run(root, name, seed, value, *, complete=True, mode="quick"):
+    folder = root / "03_spare" / name
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(f'{{"mode": "{mode}", "seed": {seed}}}')
+    (folder / "metrics.csv").write_text(f"value\n{value}\n")
+    if complete:
+        (folder / "provenance.json").write_text('{"commit": "abc"}')
+
+
+def test_collect_reads_only_complete_runs_with_the_asked_parameters(tmp_path):
+    _fake_run(tmp_path, "run-a", 0, 1.0)
+    _fake_run(tmp_path, "run-b", 1, 2.0)
+    _fake_run(tmp_path, ".run-c.partial", 2, 99.0)  # still being written
+    _fake_run(tmp_path, "run-d", 3, 99.0, complete=False)  # no provenance: never finished
+    _fake_run(tmp_path, "run-e", 4, 99.0, mode="smoke")
+    table = runs.collect(tmp_path, "03_spare", "metrics", where={"mode": "quick"})
+    assert sorted(table["value"]) == [1.0, 2.0]
+    assert set(table["commit"]) == {"abc"} and set(table["seed"]) == {0, 1}
