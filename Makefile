@@ -26,9 +26,11 @@ book: setup
 
 # The sweeps behind the book's verdicts, kept in results/ (tables, parameters, provenance).
 SEEDS ?= 0,1,2,3,4
+STUDY := 03_spare 04_counterfactuals
 study: setup
-	$(PY) -m fairkit sweep notebooks/03_spare.py -g mode=$(MODE) -g seed=$(SEEDS) \
-		--runs-root results --tables-only
+	for chapter in $(STUDY); do \
+		$(PY) -m fairkit sweep notebooks/$$chapter.py -g mode=$(MODE) -g seed=$(SEEDS) \
+			--runs-root results --tables-only || exit 1; done
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -40,6 +40,7 @@ class Claim:
 
 
 SPARE = "Xu et al. 2026 (SPARE)"
+SYNTHFAIR = "SynthFair 2025"
 _BASELINES = ("erm", "resample", "reweight", "groupdro", "in_group", "threshold (EOdds)")
 CLAIMS = (
     Claim(
@@ -110,6 +111,13 @@ CLAIMS = (
         "03_spare",
         "Independent group models do best; sharing more stages costs performance",
         (Evidence("sharing", "skin type", ("1", "2", "3", "4"), ("0",), ("f1",), "worse"),),
+    ),
+    Claim(
+        SYNTHFAIR,
+        "04_counterfactuals",
+        "Learned counterfactuals are effective: an attribute classifier finds the intervened "
+        "value (above chance) for every intervention (Fig. 2)",
+        (Evidence("soundness", "do(", ("learned",), ("chance",), ("effectiveness",), "better"),),
     ),
 )
 

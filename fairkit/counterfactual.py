@@ -19,9 +19,11 @@ import pandas as pd
 from torch import nn
 
 from fairkit import seeds
+from fairkit.bootstrap import centred_interval, patient_weights
 from fairkit.data import Cohort, synth
 from fairkit.models import diffusion
 from fairkit.training import predict
+from fairkit.verdicts import verdict
 
 
 def regenerate(
@@ -119,39 +121,49 @@ def against_exact(
     return frame.groupby(by).mean().reset_index()
 
 
+def image_mean(values: np.ndarray, *, n_boot: int, seed: int, stream: str) -> tuple:
+    """Mean of per-image values and its centred 95% bootstrap interval over images."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return np.nan, np.nan, np.nan
+    weights = patient_weights(np.arange(len(values)), n_boot, seeds.stream(seed, stream))
+    mean = float(values.mean())
+    return (mean, *centred_interval(mean, weights @ values / len(values)))
+
+
 def flip_rates(
     classifier: nn.Module,
     original: Cohort,
     changed: Cohort,
     *,
     by: str,
-    threshold: float = 0.5,
+    threshold: float,
+    label_changed: np.ndarray | None = None,
     n_boot: int = 200,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Counterfactual fairness audit: per group, how often the decision flips under ``do``.
 
-    Decisions are positive-class score >= ``threshold``; intervals are 95% percentile
-    bootstrap over images.
+    Decisions are positive-class score >= ``threshold`` (chosen on validation data). With
+    ``label_changed`` (whether the intervention changed each image's true label, known for
+    exact counterfactuals), flips are split: where the label changed a flip is the right answer;
+    where it did not, a flip is counterfactually unfair. Intervals: centred bootstrap over images.
     """
     before = _positive(predict(classifier, original)) >= threshold
     after = _positive(predict(classifier, changed)) >= threshold
-    flips = (before != after).astype(float)
-    groups = original.meta[by].astype(str).to_numpy()
-    rng = seeds.rng(seed, "flip bootstrap")
+    frame = pd.DataFrame(
+        {
+            by: original.meta[by].astype(str).to_numpy(),
+            "true_label": "unchanged" if label_changed is None else
+            np.where(label_changed, "changed", "unchanged"),
+            "flip": (before != after).astype(float),
+        }
+    )  # fmt: skip
     rows = []
-    for group in sorted(set(groups)):
-        values = flips[groups == group]
-        boot = rng.choice(values, (n_boot, len(values))).mean(1)
-        rows.append(
-            {
-                by: group,
-                "flip_rate": values.mean(),
-                "lo": np.quantile(boot, 0.025),
-                "hi": np.quantile(boot, 0.975),
-                "n": len(values),
-            }
-        )
+    for (group, label), part in frame.groupby([by, "true_label"]):
+        rate, lo, hi = image_mean(part["flip"], n_boot=n_boot, seed=seed, stream="flip bootstrap")
+        rows.append({by: group, "true_label": label, "flip_rate": rate, "lo": lo, "hi": hi,
+                     "n": len(part)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -207,22 +219,29 @@ def paired(
     return Pair(cohort, exact, learned)
 
 
+def direction(original: pd.Series, target: pd.Series) -> np.ndarray:
+    """``from → to`` for a two-valued attribute, ``→ to`` for one with more values."""
+    two = len(set(original.astype(str)) | set(target.astype(str))) <= 2
+    to = target.astype(str).to_numpy()
+    return np.array([f"{a} → {b}" for a, b in zip(original.astype(str), to, strict=True)]) if two \
+        else np.array([f"→ {b}" for b in to])  # fmt: skip
+
+
 def soundness(
     model: diffusion.ConditionalUNet,
     pairs: dict[str, Pair],
     judges: dict[str, tuple],
     *,
-    by: str,
     steps: int = 50,
     guidance: float = 1.0,
 ) -> pd.DataFrame:
-    """Per intervention and group: effectiveness, reversibility and error against the exact one.
+    """Per image and intervention: effectiveness, reversibility and error against the exact one.
 
     ``judges`` maps an intervention to (attribute, classifier, classes): a classifier of the
-    intervened attribute trained on real images. Effectiveness is how often it finds the target
-    value in the learned image (and, as its ceiling, in the exact one); reversibility the L1
-    distance to the original after undoing the intervention; agreement how often the judge
-    says the same of the learned and the exact counterfactual.
+    intervened attribute trained on real images. Effectiveness is whether it finds the target
+    value in the learned image (and, to validate the judge, in the exact one); reversibility the
+    L1 distance to the original after undoing the intervention; agreement whether the judge says
+    the same of the learned and the exact counterfactual. ``soundness_summary`` aggregates.
     """
     rows = []
     for name, pair in pairs.items():
@@ -232,25 +251,101 @@ def soundness(
             kind: np.asarray(classes)[predict(classifier, c.relabel(attribute, classes))["y_pred"]]
             for kind, c in (("learned", pair.learned), ("exact", pair.exact))
         }
-        frame = pd.DataFrame(
-            {
-                "intervention": name,
-                "group": pair.original.meta[by].astype(str).to_numpy(),
-                "effectiveness": found["learned"] == wanted,
-                "effectiveness_exact": found["exact"] == wanted,
-                "l1_to_exact": pixel_l1(pair.learned, pair.exact),
-                "reversibility_l1": pixel_l1(
-                    pair.original,
-                    regenerate(
-                        model, pair.learned, pair.original.meta, steps=steps, guidance=guidance
+        undone = regenerate(model, pair.learned, pair.original.meta, steps=steps, guidance=guidance)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "intervention": name,
+                    "direction": direction(
+                        pair.original.meta[attribute], pair.exact.meta[attribute]
                     ),
-                ),
-                "agreement_with_exact": found["learned"] == found["exact"],
-                "change_exact": pixel_l1(pair.original, pair.exact),
-            }
+                    "target": wanted,
+                    "effectiveness": found["learned"] == wanted,
+                    "effectiveness_exact": found["exact"] == wanted,
+                    "l1_to_exact": pixel_l1(pair.learned, pair.exact),
+                    "reversibility_l1": pixel_l1(pair.original, undone),
+                    "agreement_with_exact": found["learned"] == found["exact"],
+                    "change_exact": pixel_l1(pair.original, pair.exact),
+                }
+            )
         )
-        rows.append(frame.groupby(["intervention", "group"]).mean().reset_index())
     return pd.concat(rows, ignore_index=True)
+
+
+SOUNDNESS_METRICS = ("effectiveness", "effectiveness_exact", "l1_to_exact", "reversibility_l1",
+                     "agreement_with_exact", "change_exact")  # fmt: skip
+
+
+def judge_validity(images: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Per intervention: the judge's balanced accuracy on the *exact* counterfactuals.
+
+    The mean over target values of how often the judge finds the value the causal model set,
+    with a centred bootstrap interval; chance is one over the number of target values. A judge
+    whose interval does not lie above chance cannot tell the attribute and is marked invalid.
+    """
+    rows = []
+    for name, part in images.groupby("intervention", sort=False):
+        targets = sorted(part["target"].unique())
+        weights = patient_weights(np.arange(len(part)), n_boot, seeds.stream(seed, "judge", name))
+        hit = part["effectiveness_exact"].to_numpy(float)
+        per_target = [(part["target"] == t).to_numpy(float) for t in targets]
+        point = np.mean([hit[m > 0].mean() for m in per_target])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = np.nanmean([(weights @ (hit * m)) / (weights @ m) for m in per_target], axis=0)
+        lo, hi = centred_interval(point, boot)
+        chance = 1 / len(targets)
+        rows.append({"intervention": name, "balanced_accuracy": point, "lo": lo, "hi": hi,
+                     "chance": chance, "valid": lo > chance, "n": len(part)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def soundness_summary(images: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Per intervention and direction: each score's mean and 95% interval over images.
+
+    Effectiveness and agreement, which rest on the judge, are withheld (NaN) for an intervention
+    whose judge is invalid (``judge_validity``); the pixel distances do not need a judge.
+    """
+    valid = judge_validity(images, n_boot=n_boot, seed=seed).set_index("intervention")["valid"]
+    rows = []
+    for (name, way), part in images.groupby(["intervention", "direction"], sort=False):
+        for metric in SOUNDNESS_METRICS:
+            value, lo, hi = image_mean(part[metric], n_boot=n_boot, seed=seed, stream=metric)
+            if metric in ("effectiveness", "agreement_with_exact") and not valid[name]:
+                value = lo = hi = np.nan
+            rows.append({"intervention": name, "direction": way, "metric": metric,
+                         "value": value, "lo": lo, "hi": hi, "n": len(part),
+                         "judge_valid": bool(valid[name])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def effectiveness_against_chance(summary: pd.DataFrame, validity: pd.DataFrame) -> pd.DataFrame:
+    """Learned effectiveness minus the judge's chance level, per intervention and direction.
+
+    Rows in the form of ``verdicts.COMPARISON_KEYS`` (comparison "soundness", a "learned",
+    b "chance"), so a sweep pools them like any comparison; NaN where the judge is invalid.
+    """
+    chance = validity.set_index("intervention")["chance"]
+    rows = summary[summary["metric"] == "effectiveness"]
+    offset = rows["intervention"].map(chance)
+    out = pd.DataFrame(
+        {
+            "comparison": "soundness",
+            "setting": rows["intervention"],
+            "a": "learned",
+            "b": "chance",
+            "group": rows["direction"],
+            "metric": "effectiveness",
+            "a_value": rows["value"],
+            "b_value": offset,
+            "value": rows["value"] - offset,
+            "lo": rows["lo"] - offset,
+            "hi": rows["hi"] - offset,
+        }
+    )
+    out["verdict"] = [
+        verdict(lo, hi, higher_better=True) for lo, hi in zip(out["lo"], out["hi"], strict=True)
+    ]
+    return out.reset_index(drop=True)
 
 
 SAMPLER_SETTINGS = (("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50),

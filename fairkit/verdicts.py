@@ -104,8 +104,9 @@ def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     rows = []
     for key, part in differences.groupby(by, sort=False, dropna=False):
         values = part["value"].to_numpy(float)
+        values = values[np.isfinite(values)]  # a seed without the number (e.g. invalid judge)
         n = len(values)
-        mean = float(values.mean())
+        mean = float(values.mean()) if n else np.nan
         if n > 1:
             half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
             lo, hi = mean - half, mean + half

@@ -44,21 +44,27 @@ def sampler_tradeoff(table: pd.DataFrame, *, title: str):
 
 
 def flip_bars(table: pd.DataFrame, *, attribute: str, title: str):
-    """Rate of changed decisions per group and counterfactual source, with 95% intervals."""
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    panels = list(pd.unique(table["intervention"] + " · " + table["source"]))
+    """Rate of changed decisions per group, intervention, source and true-label change (95% CI).
+
+    Where the intervention changed the true label (``true_label`` "changed") a flip is right;
+    elsewhere it is counterfactually unfair. The bar label gives the number of images.
+    """
+    table = table.assign(
+        panel=table["intervention"] + " · " + table["source"] + "\nlabel " + table["true_label"]
+    )
+    fig, ax = plt.subplots(figsize=(9, 3.9))
+    panels = list(pd.unique(table["panel"]))
     groups = sorted(table[attribute].unique())
     colours = palette(attribute, groups)
     for k, group in enumerate(groups):
-        rows = table[table[attribute] == group].assign(
-            panel=lambda t: t["intervention"] + " · " + t["source"]
-        )
-        rows = rows.set_index("panel").reindex(panels)
+        rows = table[table[attribute] == group].set_index("panel").reindex(panels)
         x = np.arange(len(panels)) + (k - (len(groups) - 1) / 2) * 0.35
         err = np.vstack([rows["flip_rate"] - rows["lo"], rows["hi"] - rows["flip_rate"]])
-        ax.bar(x, rows["flip_rate"], width=0.35, color=colours[group], label=group,
-               yerr=np.nan_to_num(err.clip(min=0)), capsize=3)  # fmt: skip
-    ax.set_xticks(range(len(panels)), panels, rotation=15, ha="right")
+        bars = ax.bar(x, rows["flip_rate"], width=0.35, color=colours[group], label=group,
+                      yerr=np.nan_to_num(err.clip(min=0)), capsize=3)  # fmt: skip
+        ax.bar_label(bars, labels=[f"n={n:.0f}" if n == n else "" for n in rows["n"]],
+                     fontsize=7, padding=2)  # fmt: skip
+    ax.set_xticks(range(len(panels)), panels, rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="decisions changed (0–1)", title=title)
     ax.legend(title=attribute.replace("_", " "), frameon=False, loc="upper left",
               bbox_to_anchor=(1, 1))  # fmt: skip

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from diffusers import UNet2DModel
@@ -55,11 +56,15 @@ def test_flip_rates_count_changed_decisions(skin16):
 
     classifier = backbone("small_cnn", in_channels=3, n_classes=2, image_size=16, width=4).eval()
     cohort = skin16.binarize(["melanoma", "bcc"], names=("benign", "malignant"))
-    same = cf.flip_rates(classifier, cohort, cohort, by="sex", n_boot=20)
+    same = cf.flip_rates(classifier, cohort, cohort, by="sex", threshold=0.5, n_boot=20)
     assert (same["flip_rate"] == 0).all()
     inverted = type(cohort)(255 - cohort.images, cohort.meta, cohort.modality, cohort.classes)
-    changed = cf.flip_rates(classifier, cohort, inverted, by="sex", threshold=0.5, n_boot=20)
+    label_changed = np.arange(len(cohort)) % 4 == 0
+    changed = cf.flip_rates(classifier, cohort, inverted, by="sex", threshold=0.5, n_boot=20,
+                            label_changed=label_changed)  # fmt: skip
     assert ((changed["lo"] <= changed["flip_rate"]) & (changed["flip_rate"] <= changed["hi"])).all()
+    counts = changed.groupby("true_label")["n"].sum()
+    assert counts["changed"] == label_changed.sum() and counts.sum() == len(cohort)
 
 
 def test_exact_and_learned_counterfactuals_answer_the_same_question(trained_unet, skin16):
@@ -73,20 +78,45 @@ def test_exact_and_learned_counterfactuals_answer_the_same_question(trained_unet
     assert (cf.pixel_l1(few, pair.exact) > 0).all()
 
 
-def test_soundness_scores_lie_in_their_ranges(trained_unet, skin16):
+def test_soundness_scores_lie_in_their_ranges_per_direction(trained_unet, skin16):
     from fairkit.models.classifier import backbone
 
     model, _ = trained_unet
     few = skin16.subset(np.arange(8))
     pairs = {"do(sex)": cf.paired(model, few, cf.skin_interventions(few.meta)["do(sex)"], steps=2)}
     judge = backbone("small_cnn", in_channels=3, n_classes=2, image_size=16, width=4).eval()
-    table = cf.soundness(
-        model, pairs, {"do(sex)": ("sex", judge, ("F", "M"))}, by="skin_group", steps=2
-    )
-    scores = table[["effectiveness", "effectiveness_exact", "agreement_with_exact"]]
+    images = cf.soundness(model, pairs, {"do(sex)": ("sex", judge, ("F", "M"))}, steps=2)
+    scores = images[["effectiveness", "effectiveness_exact", "agreement_with_exact"]]
     assert ((scores >= 0) & (scores <= 1)).all().all()
-    assert (table[["l1_to_exact", "reversibility_l1", "change_exact"]] >= 0).all().all()
-    assert set(table["group"]) == set(few.meta["skin_group"])
+    assert (images[["l1_to_exact", "reversibility_l1", "change_exact"]] >= 0).all().all()
+    assert set(images["direction"]) <= {"F → M", "M → F"}
+    summary = cf.soundness_summary(images, n_boot=20, seed=0)
+    finite = summary.dropna(subset=["value"])
+    assert (
+        (finite["lo"] <= finite["value"] + 1e-12) & (finite["value"] <= finite["hi"] + 1e-12)
+    ).all()
+
+
+def test_a_judge_at_chance_on_exact_counterfactuals_is_invalid_and_withheld():
+    n = 200
+    images = pd.DataFrame(
+        {
+            "intervention": "do(age)",
+            "direction": np.where(np.arange(n) % 2, "young → old", "old → young"),
+            "target": np.where(np.arange(n) % 2, "old", "young"),
+            "effectiveness_exact": np.arange(n) % 2 == 1,  # always says "old": chance
+            "effectiveness": True,
+            "agreement_with_exact": True,
+            **{k: 0.1 for k in ("l1_to_exact", "reversibility_l1", "change_exact")},
+        }
+    )
+    validity = cf.judge_validity(images, n_boot=100, seed=0).iloc[0]
+    assert validity.balanced_accuracy == pytest.approx(0.5) and not validity.valid
+    summary = cf.soundness_summary(images, n_boot=100, seed=0).set_index(["direction", "metric"])
+    assert np.isnan(summary.loc[("young → old", "effectiveness"), "value"])
+    assert summary.loc[("young → old", "l1_to_exact"), "value"] == pytest.approx(0.1)
+    good = images.assign(effectiveness_exact=True)
+    assert cf.judge_validity(good, n_boot=100, seed=0).iloc[0].valid
 
 
 def test_save_pretrained_then_from_pretrained_gives_the_same_model(trained_unet, skin16, tmp_path):
