@@ -93,6 +93,39 @@ def paired_difference(
     return Difference(metric, attribute, group, value_a, value_b, estimate, lo, hi)
 
 
+def paired_table(
+    reports: dict, pairs, attribute: str, metrics=("f1",), gap_metrics=(), **labels
+) -> pd.DataFrame:
+    """Paired differences a - b (same test patients, same replicates) for each (a, b) in ``pairs``.
+
+    ``reports`` maps a label to a ``fairness.Report`` of the same test set. Rows (a, b, group,
+    metric, a_value, b_value, value, lo, hi, verdict) plus ``labels``: per group for
+    ``metrics`` and over groups (group "all") for ``gap_metrics``; ``verdict`` is this run's
+    wording, before any pooling over seeds.
+    """
+    rows = []
+    for a, b in pairs:
+        groups = sorted(reports[a].by_group.query("attribute == @attribute")["group"].unique())
+        keys = [(m, g) for m in metrics for g in groups] + [(m, None) for m in gap_metrics]
+        for metric, group in keys:
+            d = paired_difference(reports[a], reports[b], metric, attribute=attribute, group=group)
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "group": group if group is not None else "all",
+                    "metric": metric,
+                    "a_value": d.a,
+                    "b_value": d.b,
+                    "value": d.value,
+                    "lo": d.lo,
+                    "hi": d.hi,
+                    "verdict": d.verdict,
+                }
+            )
+    return pd.DataFrame(rows).assign(**labels)
+
+
 def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Pool per-seed paired differences (columns ``seed``, ``value``, ``lo``, ``hi``, ``metric``).
 

@@ -47,7 +47,7 @@ fixed_majority = True
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import plots, runs
+from fairkit import plots, runs, verdicts
 from fairkit.experiment import Experiment
 from fairkit.studies import bias
 from fairkit.verdicts import with_intervals
@@ -192,6 +192,39 @@ for modality in modalities:
         f"{found.tied_eodds_gap}.",
     ]
 display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# Is the widening real? Each sweep's strongest setting minus its weakest, on the same test
+# patients (a paired difference, 95% interval): **worse** means the stronger bias detectably
+# lowered a group's AUROC or recall, or widened a gap; *no detectable difference* means this
+# run cannot tell the two settings apart. Where the sweep kept in `results/` has this
+# chapter's parameters, its seeds are pooled beside this run.
+
+# %%
+comparisons = run.save_table(
+    pd.concat(
+        [
+            bias.amplification(e, kind, strengths)
+            for e in experiments.values()
+            for kind, strengths in (("under", minority_fractions), ("spurious", artifact_strengths))
+        ],
+        ignore_index=True,
+    ),
+    "comparisons",
+)
+shown = comparisons.assign(difference=with_intervals(comparisons))
+sweep = run.sweep_table("comparisons")
+if sweep is not None:
+    pooled = verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS)
+    shown = shown.merge(
+        pooled.assign(pooled=with_intervals(pooled))[
+            [*verdicts.COMPARISON_KEYS, "pooled", "n_seeds", "verdict"]
+        ],
+        on=verdicts.COMPARISON_KEYS, how="left", suffixes=(" (this run)", ""),
+    )  # fmt: skip
+shown.drop(columns=["a_value", "b_value", "value", "lo", "hi"]).set_index(
+    ["comparison", "setting", "a", "b", "group", "metric"]
+)
 Markdown(
     "A gap that shrinks as the artifact tie grows is not fairness: when every group loses its "
     "skill to the shortcut, the groups become equally poor (levelling down). "

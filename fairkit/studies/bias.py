@@ -17,7 +17,7 @@ from fairkit.experiment import Experiment
 from fairkit.fairness import Report
 from fairkit.methods import BASELINES
 from fairkit.training import predict
-from fairkit.verdicts import interval
+from fairkit.verdicts import interval, paired_table
 
 PER_GROUP = ("recall", "fpr", "auroc")
 GAPS = ("equalized_odds", "equal_opportunity", "gap_auroc")
@@ -42,6 +42,27 @@ def sweep(experiment: Experiment, kind: str, strengths) -> tuple[pd.DataFrame, p
         groups.append(g)
         gaps.append(d)
     return pd.concat(groups, ignore_index=True), pd.concat(gaps, ignore_index=True)
+
+
+def amplification(experiment: Experiment, kind: str, strengths) -> pd.DataFrame:
+    """Does the bias widen the gap? The strongest setting minus the weakest, paired.
+
+    Every strength is tested on the same balanced, unbiased test patients, so the difference of
+    the two reports is paired (``verdicts.paired_table``): per group AUROC and recall, and the
+    AUROC and equalized-odds gaps. Rows in the form of ``verdicts.COMPARISON_KEYS``
+    (comparison = ``kind``, setting = modality, a/b = the two strengths).
+    """
+    first, last = strengths[0], strengths[-1]
+    reports = {s: experiment.report("erm", kind, s) for s in (first, last)}
+    return paired_table(
+        reports,
+        [(last, first)],
+        experiment.task.attribute,
+        metrics=("auroc", "recall"),
+        gap_metrics=("gap_auroc", "equalized_odds"),
+        comparison=kind,
+        setting=experiment.modality,
+    )
 
 
 def sweep_all(experiments, kind: str, strengths) -> tuple[pd.DataFrame, pd.DataFrame]:

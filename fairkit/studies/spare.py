@@ -21,7 +21,7 @@ from fairkit.methods import GroupThresholds, Method, MethodPredictions, Spare
 from fairkit.methods.spare import VARIANTS
 from fairkit.models import n_stages
 from fairkit.training import fit, predict
-from fairkit.verdicts import paired_difference
+from fairkit.verdicts import paired_table
 
 PER_GROUP_METRICS = ("precision", "recall", "f1")
 GAP_METRICS = ("equal_opportunity", "equalized_odds")
@@ -67,37 +67,6 @@ def _report(scenario: Scenario, method) -> tuple[Report, MethodPredictions]:
     return scenario.experiment.evaluate(predictions), predictions
 
 
-def paired(
-    reports: dict, pairs, attribute: str, metrics=("f1",), gap_metrics=(), **labels
-) -> pd.DataFrame:
-    """Paired differences a - b (same test patients, same replicates) for each (a, b) in ``pairs``.
-
-    Rows (a, b, group, metric, a_value, b_value, value, lo, hi, verdict): per group for
-    ``metrics`` and over groups for ``gap_metrics``; ``verdict`` is this run's wording.
-    """
-    rows = []
-    for a, b in pairs:
-        groups = sorted(reports[a].by_group.query("attribute == @attribute")["group"].unique())
-        keys = [(m, g) for m in metrics for g in groups] + [(m, None) for m in gap_metrics]
-        for metric, group in keys:
-            d = paired_difference(reports[a], reports[b], metric, attribute=attribute, group=group)
-            rows.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "group": group if group is not None else "all",
-                    "metric": metric,
-                    "a_value": d.a,
-                    "b_value": d.b,
-                    "value": d.value,
-                    "lo": d.lo,
-                    "hi": d.hi,
-                    "verdict": d.verdict,
-                }
-            )
-    return pd.DataFrame(rows).assign(**labels)
-
-
 @dataclass
 class Compared:
     """Reports and tables of a set of compared methods (or variants) on one scenario."""
@@ -128,7 +97,7 @@ def compare(scenario: Scenario, spare: Spare) -> tuple[Compared, pd.DataFrame]:
     """
     compared = evaluate_all(scenario, controls(spare))
     pairs = [("spare", other) for other in compared.reports if other != "spare"]
-    differences = paired(
+    differences = paired_table(
         compared.reports,
         pairs,
         scenario.attribute,
@@ -155,7 +124,7 @@ def ablation(
         sweeps.append(table.assign(variant=variant))
     compared = evaluate_all(scenario, tuned, column="variant")
     pairs = [(v, "spare") for v in variants if v != "spare"]
-    differences = paired(compared.reports, pairs, scenario.attribute, comparison="ablation")
+    differences = paired_table(compared.reports, pairs, scenario.attribute, comparison="ablation")
     return compared, pd.concat(sweeps, ignore_index=True), differences
 
 
@@ -172,7 +141,7 @@ def sharing_curve(
         params = sum(p.numel() for p in predictions.model.parameters())
         rows.append(f1.assign(shared=k, of=total, seconds=predictions.seconds, parameters=params))
     pairs = [(k, 0) for k in reports if k != 0] if 0 in reports else []
-    differences = paired(reports, pairs, scenario.attribute, comparison="sharing")
+    differences = paired_table(reports, pairs, scenario.attribute, comparison="sharing")
     return pd.concat(rows, ignore_index=True), differences
 
 

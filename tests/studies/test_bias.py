@@ -29,3 +29,17 @@ def test_chapter_2_findings_read_the_first_and_last_setting():
     assert found.shortcut_auroc == pytest.approx((0.95, 0.6))
     assert found.tied_auroc == pytest.approx((0.84, 0.55))
     assert str(found.tied_eodds_gap) == "0.380 [0.330, 0.430] → 0.070 [0.020, 0.120]"
+
+
+def test_amplification_is_a_paired_difference_on_the_same_test_patients():
+    from fairkit.config import settings
+    from fairkit.experiment import Experiment
+
+    experiment = Experiment("skin", settings("smoke"), 0, "cpu", fixed_majority=True)
+    rows = bias.amplification(experiment, "under", [0.5, 0.25]).set_index(["group", "metric"])
+    assert set(rows.index) >= {("dark", "auroc"), ("all", "gap_auroc")}
+    gap = rows.loc[("all", "gap_auroc")]
+    assert gap.value == pytest.approx(gap.a_value - gap.b_value)
+    assert gap.lo <= gap.value <= gap.hi and gap["comparison"] == "under"
+    same = bias.amplification(experiment, "under", [0.5, 0.5])
+    assert (same["value"] == 0).all() and (same["verdict"] == "no detectable difference").all()

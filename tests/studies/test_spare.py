@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairkit import verdicts
 from fairkit.config import settings
 from fairkit.data import synth
 from fairkit.experiment import Experiment
@@ -69,19 +70,21 @@ def test_temperature_sweep_chooses_on_validation_and_shares_the_cache(scenario):
         study.temperature_sweep(scenario, base, [])
 
 
-def test_paired_rows_difference_each_pair_per_group_and_gap(scenario):
+def test_paired_table_differences_each_pair_per_group_and_gap(scenario):
     reports = {
         name: scenario.experiment.evaluate(scenario.predictions(name))
         for name in ("erm", "resample")
     }
-    rows = study.paired(
+    rows = verdicts.paired_table(
         reports, [("resample", "erm")], "skin_group", gap_metrics=("equal_opportunity",)
     )
     assert list(rows["group"]) == ["dark", "light", "all"]
     dark = rows.iloc[0]
     assert dark.value == pytest.approx(dark.a_value - dark.b_value)
     assert dark.lo <= dark.value <= dark.hi
-    same = study.paired({"x": reports["erm"], "y": reports["erm"]}, [("x", "y")], "skin_group")
+    same = verdicts.paired_table(
+        {"x": reports["erm"], "y": reports["erm"]}, [("x", "y")], "skin_group"
+    )
     assert (same["verdict"] == "no detectable difference").all()
 
 
