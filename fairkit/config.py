@@ -30,6 +30,7 @@ class Settings:
     diffusion_steps: int  # optimiser steps of the conditional diffusion model
     diffusion_batch: int  # images per diffusion step
     diffusion_width: int  # channels of its first UNet level
+    n_counterfactual: int  # test images given learned counterfactuals (each costs 12 passes)
 
 
 SETTINGS = {
@@ -47,6 +48,7 @@ SETTINGS = {
         diffusion_steps=30,
         diffusion_batch=64,
         diffusion_width=8,
+        n_counterfactual=24,
     ),
     "quick": Settings(
         n_train=2000,
@@ -62,6 +64,7 @@ SETTINGS = {
         diffusion_steps=400,
         diffusion_batch=64,
         diffusion_width=16,
+        n_counterfactual=100,
     ),
     "full": Settings(
         n_train=40000,
@@ -77,6 +80,7 @@ SETTINGS = {
         diffusion_steps=30000,
         diffusion_batch=256,
         diffusion_width=64,
+        n_counterfactual=500,
     ),
 }
 

@@ -35,7 +35,7 @@
 mode = "quick"
 seed = 0
 device = "auto"
-n_eval = 100  # test images per run; the sweep pools 5 seeds: 500 per intervention
+n_eval = 0  # test images; 0: the mode's (quick: 100, and a 5-seed sweep pools 500)
 inversion_steps = 20
 guidance = 2.0
 sampler_images = 12
@@ -63,6 +63,7 @@ from fairkit.training import (
 run = runs.start()
 run.banner()
 s = run.settings
+n_eval = n_eval or s.n_counterfactual
 train = synth.generate("skin", s.n_train, seed=seed, image_size=s.image_size)
 val = synth.generate(
     "skin", max(s.n_train // 4, 64), seed=seeds.stream(seed, "val"), image_size=s.image_size
