@@ -164,3 +164,21 @@ def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def beside_run(pooled: pd.DataFrame, this_run: pd.DataFrame) -> pd.DataFrame:
+    """Pooled verdicts with this run's own difference and verdict beside them.
+
+    Columns added: ``this run`` (``value [lo, hi]``), ``verdict (this run)`` and ``agrees``.
+    Keys are compared as text, since a table read back from CSV holds "1" where this run has 1.
+    """
+    text = {k: str for k in COMPARISON_KEYS}
+    mine = this_run.astype(text)
+    mine = mine.assign(**{"this run": with_intervals(mine)})[
+        [*COMPARISON_KEYS, "this run", "verdict"]
+    ]
+    out = pooled.astype(text).merge(
+        mine, on=COMPARISON_KEYS, how="left", suffixes=("", " (this run)")
+    )
+    out["agrees"] = out["verdict"] == out["verdict (this run)"]
+    return out

@@ -212,28 +212,16 @@ comparisons = run.save_table(
     ),
     "comparisons",
 )
-shown = comparisons.assign(difference=with_intervals(comparisons))
 sweep = run.sweep_table("comparisons")
 if sweep is not None:
     pooled = verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS)
-    shown = shown.merge(
-        pooled.assign(pooled=with_intervals(pooled))[
-            [*verdicts.COMPARISON_KEYS, "pooled", "n_seeds", "verdict"]
-        ],
-        on=verdicts.COMPARISON_KEYS, how="left", suffixes=(" (this run)", ""),
-    )  # fmt: skip
-shown.drop(columns=["a_value", "b_value", "value", "lo", "hi"]).set_index(
-    ["comparison", "setting", "a", "b", "group", "metric"]
-)
-Markdown(
-    "A gap that shrinks as the artifact tie grows is not fairness: when every group loses its "
-    "skill to the shortcut, the groups become equally poor (levelling down). "
-    "Where intervals overlap, this run cannot tell the settings apart; quick mode trains a "
-    "small network for a few epochs, so read directions, not decimals. The intervals resample "
-    "test patients only, not the training's own randomness: a run with another `seed` shows "
-    "how far the curves move. Bootstrap intervals of a gap (a maximum of absolute differences) "
-    "lean upwards when the true gap is near zero."
-)
+    shown = verdicts.beside_run(pooled, comparisons)
+    shown["pooled"] = with_intervals(shown)
+    columns = ["this run", "verdict (this run)", "pooled", "n_seeds", "verdict", "agrees"]
+else:
+    shown = comparisons.assign(**{"this run": with_intervals(comparisons)})
+    columns = ["this run", "verdict"]
+shown.set_index(verdicts.COMPARISON_KEYS)[columns]
 
 # %% [markdown]
 # ## Try it

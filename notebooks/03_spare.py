@@ -291,7 +291,6 @@ comparisons = run.save_table(
     "comparisons",
 )
 KEYS = verdicts.COMPARISON_KEYS
-this_run = comparisons.assign(**{"this run": verdicts.with_intervals(comparisons)})
 
 # %% [markdown]
 # One run cannot carry a verdict: training noise moves these differences more than the test
@@ -304,16 +303,12 @@ this_run = comparisons.assign(**{"this run": verdicts.with_intervals(comparisons
 # %%
 sweep = run.sweep_table("comparisons")
 if sweep is not None:
-    pooled = verdicts.pool_seeds(sweep, by=KEYS)
-    pooled = pooled.merge(this_run[[*KEYS, "this run", "verdict"]], on=KEYS, how="left",
-                          suffixes=("", " (this run)"))  # fmt: skip
-    pooled["agrees"] = pooled["verdict"] == pooled["verdict (this run)"]
+    pooled = verdicts.beside_run(verdicts.pool_seeds(sweep, by=KEYS), comparisons)
     run.save_table(pooled, "verdicts")
     shown = pooled.assign(
-        pooled=[verdicts.interval(r.value, r.lo, r.hi) for r in pooled.itertuples()],
+        pooled=verdicts.with_intervals(pooled),
         test_noise=[f"[{r.boot_lo:.3f}, {r.boot_hi:.3f}]" for r in pooled.itertuples()],
     )
-    n_seeds = int(pooled["n_seeds"].min())
     display(Markdown(
         f"**{sweep['seed'].nunique()} seeds** (mode {mode}); this run agrees with the pooled "
         f"verdict in {pooled['agrees'].sum()} of {len(pooled)} comparisons."
@@ -324,7 +319,8 @@ if sweep is not None:
         ].set_index(KEYS)
     )
 else:
-    display(this_run[[*KEYS, "this run", "verdict"]].set_index(KEYS))
+    display(comparisons.assign(this_run=verdicts.with_intervals(comparisons))[
+        [*KEYS, "this_run", "verdict"]].set_index(KEYS))  # fmt: skip
 
 # %% [markdown]
 # How stable is the temperature choice? The chosen τ per setting over the sweep's seeds, with

@@ -348,14 +348,14 @@ display(Markdown("\n".join(lines)))
 comparisons = run.save_table(cf.effectiveness_against_chance(table, validity), "comparisons")
 sweep = run.sweep_table("comparisons")
 if sweep is not None:
-    pooled = verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS)
-    pooled = pooled.merge(comparisons[[*verdicts.COMPARISON_KEYS, "verdict"]],
-                          on=verdicts.COMPARISON_KEYS, how="left", suffixes=("", " (this run)"))  # fmt: skip
+    pooled = verdicts.beside_run(
+        verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS), comparisons
+    )
     run.save_table(pooled, "verdicts")
     display(Markdown(f"**{sweep['seed'].nunique()} seeds** (mode {mode}), "
                      f"{sweep['seed'].nunique() * n_eval} test images per intervention in all."))  # fmt: skip
     display(pooled.assign(pooled=verdicts.with_intervals(pooled))[
-        ["setting", "group", "pooled", "n_seeds", "verdict", "verdict (this run)"]
+        ["setting", "group", "pooled", "n_seeds", "verdict", "this run", "agrees"]
     ].set_index(["setting", "group"]))  # fmt: skip
 Markdown(
     "Quick mode trains the diffusion model for a few hundred steps on a CPU; its "

@@ -236,3 +236,20 @@ def test_pooled_verdict_needs_five_seeds_and_an_interval_that_excludes_zero():
     assert noisy.verdict == "no detectable difference" and noisy.lo < 0 < noisy.hi
     few = verdicts.pool_seeds(seeds([0.05, 0.06, 0.04]), by=["key"]).iloc[0]
     assert few.verdict == "inconclusive"
+
+
+def test_this_run_is_matched_to_pooled_rows_read_back_from_csv():
+    run = pd.DataFrame({"comparison": "sharing", "setting": "skin", "a": [1, 2], "b": 0,
+                        "group": "dark", "metric": "f1", "value": [0.01, -0.02],
+                        "lo": [-0.01, -0.05], "hi": [0.03, 0.01],
+                        "verdict": "no detectable difference"})  # fmt: skip
+    noise = [0.0, 0.01, -0.01, 0.02, -0.02]
+    sweep = pd.concat(  # as read back from CSV: the integer keys are text
+        [
+            run.astype({"a": str, "b": str}).assign(seed=k, value=run["value"] + e)
+            for k, e in enumerate(noise)
+        ]  # fmt: skip
+    )
+    out = verdicts.beside_run(verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS), run)
+    assert out["this run"].tolist() == ["0.010 [-0.010, 0.030]", "-0.020 [-0.050, 0.010]"]
+    assert out["agrees"].all()
