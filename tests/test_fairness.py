@@ -243,7 +243,7 @@ def test_this_run_is_matched_to_pooled_rows_read_back_from_csv():
                         "group": "dark", "metric": "f1", "value": [0.01, -0.02],
                         "lo": [-0.01, -0.05], "hi": [0.03, 0.01],
                         "verdict": "no detectable difference"})  # fmt: skip
-    noise = [0.0, 0.01, -0.01, 0.02, -0.02]
+    noise = [0.0, 0.02, -0.02, 0.04, -0.04]
     sweep = pd.concat(  # as read back from CSV: the integer keys are text
         [
             run.astype({"a": str, "b": str}).assign(seed=k, value=run["value"] + e)
