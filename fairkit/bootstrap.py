@@ -65,7 +65,7 @@ def weighted_auroc_ece(y, s, g, n_groups, weights):
 def patient_weights(patients: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """Bootstrap weights (n_boot, N): how often each row's patient is drawn in each replicate."""
     # Codes follow sorted patient ids, so two tables of the same patients in another row order
-    # draw the same patients in replicate b: paired intervals in ``improvement``.
+    # draw the same patients in replicate b: paired intervals in ``verdicts``.
     codes, uniques = pd.factorize(pd.Series(patients).astype(str), sort=True)
     n_patients = len(uniques)
     rng = seeds.rng(seed, "patient bootstrap")

@@ -1,4 +1,4 @@
-"""Group metrics over fairlearn's MetricFrame, fairness gaps, bootstrap intervals, improvement.
+"""Group metrics over fairlearn's MetricFrame, fairness gaps and their bootstrap intervals.
 
 Point estimates come from fairlearn (``MetricFrame`` for per-group values, its own
 ``equalized_odds_difference``, ``equal_opportunity_difference`` and
@@ -384,47 +384,6 @@ def _macro(parts: list[Report], classes: list[str]) -> Report:
         None,
         parts[0].sample,
     )
-
-
-def require_paired(a: Report, b: Report) -> None:
-    """Refuse to pair two reports whose bootstrap did not resample the same patients."""
-    if not a.sample or a.sample != b.sample:
-        raise ValueError(
-            "the two reports are not paired: their test patients, n_boot or bootstrap seed "
-            f"differ (fingerprints {a.sample!r} and {b.sample!r})"
-        )
-
-
-@dataclass(frozen=True)
-class Improvement:
-    """Relative reduction of a gap, in %, with a paired-bootstrap 95% interval."""
-
-    metric: str
-    attribute: str
-    baseline: float
-    method: float
-    percent: float
-    lo: float
-    hi: float
-
-
-def improvement(baseline: Report, method: Report, metric: str, *, attribute: str) -> Improvement:
-    """How much ``method`` shrinks a gap of ``baseline``: 100 (base - method) / base.
-
-    Both reports must come from the same test rows and bootstrap seed, so replicate b of each
-    resamples the same patients (a paired interval).
-    """
-    require_paired(baseline, method)
-    key = (attribute, metric)
-    base, new = (
-        baseline.value(metric, attribute=attribute),
-        method.value(metric, attribute=attribute),
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rep = 100 * (baseline.replicates[key] - method.replicates[key]) / baseline.replicates[key]
-    percent = 100 * (base - new) / base if base else np.nan
-    lo, hi = centred_interval(percent, rep[np.isfinite(rep)])
-    return Improvement(metric, attribute, base, new, percent, lo, hi)
 
 
 def group_metrics(predictions: pd.DataFrame, *, sensitive_features: str) -> MetricFrame:

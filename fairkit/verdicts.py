@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from fairkit.bootstrap import centred_interval
-from fairkit.fairness import HIGHER_IS_BETTER, Report, require_paired
+from fairkit.fairness import HIGHER_IS_BETTER, Report
 
 VERDICTS = ("better", "worse", "no detectable difference")
 MIN_SEEDS = 5  # fewer seeds than this give "inconclusive", whatever the interval
@@ -74,6 +74,47 @@ class Difference:
     def verdict(self) -> str:
         """How A compares with B in this run (``verdict``)."""
         return verdict(self.lo, self.hi, higher_better=higher_is_better(self.metric))
+
+
+def require_paired(a: Report, b: Report) -> None:
+    """Refuse to pair two reports whose bootstrap did not resample the same patients."""
+    if not a.sample or a.sample != b.sample:
+        raise ValueError(
+            "the two reports are not paired: their test patients, n_boot or bootstrap seed "
+            f"differ (fingerprints {a.sample!r} and {b.sample!r})"
+        )
+
+
+@dataclass(frozen=True)
+class Improvement:
+    """Relative reduction of a gap, in %, with a paired-bootstrap 95% interval."""
+
+    metric: str
+    attribute: str
+    baseline: float
+    method: float
+    percent: float
+    lo: float
+    hi: float
+
+
+def improvement(baseline: Report, method: Report, metric: str, *, attribute: str) -> Improvement:
+    """How much ``method`` shrinks a gap of ``baseline``: 100 (base - method) / base.
+
+    Both reports must come from the same test rows and bootstrap seed, so replicate b of each
+    resamples the same patients (a paired interval).
+    """
+    require_paired(baseline, method)
+    key = (attribute, metric)
+    base, new = (
+        baseline.value(metric, attribute=attribute),
+        method.value(metric, attribute=attribute),
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rep = 100 * (baseline.replicates[key] - method.replicates[key]) / baseline.replicates[key]
+    percent = 100 * (base - new) / base if base else np.nan
+    lo, hi = centred_interval(percent, rep[np.isfinite(rep)])
+    return Improvement(metric, attribute, base, new, percent, lo, hi)
 
 
 def paired_difference(

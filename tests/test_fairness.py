@@ -145,7 +145,7 @@ def test_improvement_is_the_relative_gap_reduction_with_a_paired_interval():
     )
     base = fairness.report(biased, groups=["sex"], thresholds=0.5, n_boot=200, intersections=False)
     fair = fairness.report(table, groups=["sex"], thresholds=0.5, n_boot=200, intersections=False)
-    result = fairness.improvement(base, fair, "equal_opportunity", attribute="sex")
+    result = verdicts.improvement(base, fair, "equal_opportunity", attribute="sex")
     expected = 100 * (result.baseline - result.method) / result.baseline
     assert result.percent == pytest.approx(expected)
     assert result.percent > 50 and result.lo <= result.percent <= result.hi
