@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -177,14 +179,15 @@ def claim_tally(summary: pd.DataFrame, *, title: str):
     """
     from fairkit.claims import TALLY
 
-    labels = [f"{c[:60]}… ({v})" if len(c) > 60 else f"{c} ({v})"
+    labels = [textwrap.fill(f"{c} ({v})", 48)
               for c, v in zip(summary["claim"], summary["verdict"], strict=True)]  # fmt: skip
     red, _, green = sns.color_palette("RdYlGn", 3)
-    colours = dict(zip(TALLY, (green, red, "0.7", "0.9"), strict=True))
-    fig, ax = plt.subplots(figsize=(10, 0.55 * len(summary) + 1.4))
+    colours = dict(zip(TALLY, (green, red, "0.6", "0.88"), strict=True))
+    fig, ax = plt.subplots(figsize=(11, 0.75 * len(summary) + 1.6))
     left = np.zeros(len(summary))
     for name in TALLY:
-        ax.barh(labels, summary[name], left=left, color=colours[name], label=name)
+        ax.barh(labels, summary[name], left=left, color=colours[name], label=name,
+                edgecolor="0.4", linewidth=0.5)  # fmt: skip
         left += summary[name].to_numpy()
     ax.invert_yaxis()
     ax.set(xlabel="pooled comparisons (count)", title=title)
