@@ -313,11 +313,12 @@ if sweep is not None:
         f"**{sweep['seed'].nunique()} seeds** (mode {mode}); this run agrees with the pooled "
         f"verdict in {pooled['agrees'].sum()} of {len(pooled)} comparisons."
     ))  # fmt: skip
-    display(
-        shown[(shown["metric"] == "f1") | (shown["group"] == "all")][
-            [*KEYS, "pooled", "test_noise", "n_seeds", "verdict", "this run", "agrees"]
-        ].set_index(KEYS)
-    )
+    with pd.option_context("display.max_rows", 200):  # every F1 and gap comparison
+        display(
+            shown[(shown["metric"] == "f1") | (shown["group"] == "all")][
+                [*KEYS, "pooled", "test_noise", "n_seeds", "verdict", "this run", "agrees"]
+            ].set_index(KEYS)
+        )
 else:
     display(comparisons.assign(this_run=verdicts.with_intervals(comparisons))[
         [*KEYS, "this_run", "verdict"]].set_index(KEYS))  # fmt: skip
