@@ -26,7 +26,7 @@ book: setup
 
 # The sweeps behind the book's verdicts, kept in results/ (tables, parameters, provenance).
 SEEDS ?= 0,1,2,3,4
-STUDY := 03_spare 04_counterfactuals
+STUDY := 02_bias 03_spare 04_counterfactuals
 study: setup
 	for chapter in $(STUDY); do \
 		$(PY) -m fairkit sweep notebooks/$$chapter.py -g mode=$(MODE) -g seed=$(SEEDS) \
