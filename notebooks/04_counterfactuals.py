@@ -319,17 +319,12 @@ for r in validity.itertuples():
             f"{verdicts.interval(*row.loc['l1_to_exact', ['value', 'lo', 'hi']])} (the exact "
             f"change itself: {row.loc['change_exact', 'value']:.3f})."
         )
-best = samplers.iloc[1:].sort_values("seconds_per_image")
-ddpm = samplers.iloc[0]
-matched = best[best["agreement"] >= ddpm["agreement"] - 0.02]
-if len(matched):
-    fastest = matched.iloc[0]
-    lines.append(
-        f"- {fastest.sampler}-{fastest.steps} finds the requested group in "
-        f"{fastest.agreement:.0%} of {sampler_images} images, at least DDPM-1000's "
-        f"{ddpm.agreement:.0%} (less 2 points), "
-        f"{ddpm.seconds_per_image / fastest.seconds_per_image:.0f}x faster."
-    )
+ddpm, fastest = samplers.iloc[0], samplers.iloc[1:].sort_values("seconds_per_image").iloc[0]
+lines.append(  # no winner named: one run, few images, no paired interval
+    f"- Samplers on {sampler_images} images: {fastest.sampler}-{fastest.steps} finds the requested "
+    f"group in {fastest.agreement:.0%}, DDPM-1000 in {ddpm.agreement:.0%} (one run, no verdict "
+    f"between samplers), and takes {ddpm.seconds_per_image / fastest.seconds_per_image:.0f}x less time."
+)
 for r in audit[audit["intervention"] == "do(skin type)"].itertuples():
     lines.append(
         f"- do(skin type), {r.source} counterfactuals, {r.skin_group} skin, true label "
