@@ -67,3 +67,17 @@ def test_collect_reads_only_complete_runs_with_the_asked_parameters(tmp_path):
     table = runs.collect(tmp_path, "03_spare", "metrics", where={"mode": "quick"})
     assert sorted(table["value"]) == [1.0, 2.0]
     assert set(table["commit"]) == {"abc"} and set(table["seed"]) == {0, 1}
+
+
+def test_a_run_inside_the_results_folder_does_not_pool_its_own_sweep(tmp_path):
+    from fairkit.config import settings
+    from fairkit.runs import Run
+
+    _fake_run(tmp_path, "run-a", 0, 1.0)
+    params = {"mode": "quick", "seed": 1}
+    inside = Run(
+        "03_spare", params, tmp_path / "03_spare" / ".run-b.partial", "cpu", settings("quick")
+    )
+    outside = Run("03_spare", params, tmp_path.parent / "elsewhere", "cpu", settings("quick"))
+    assert inside.sweep_table("metrics", root=tmp_path) is None
+    assert list(outside.sweep_table("metrics", root=tmp_path)["value"]) == [1.0]

@@ -154,10 +154,14 @@ class Run:
 
         Runs match when every parameter but the seed and device equals this run's, so the
         seeds of the sweep are pooled at the settings the reader asked for. None (and a line
-        saying how to make them) when no such run is kept under ``root``.
+        saying how to make them) when no such run is kept under ``root``, and for a run that is
+        itself being written under ``root`` (a sweep's run would pool a half-finished sweep).
         """
         from fairkit.runs.sweep import collect
 
+        if Path(root).resolve() in self.dir.resolve().parents:
+            print(f"This run is part of the sweep under {root}: it does not pool its own sweep.")
+            return None
         where = {k: v for k, v in self.params.items() if k not in PER_RUN}
         try:
             return collect(root, self.chapter, table, where=where)
