@@ -156,7 +156,7 @@ def group_intervals(
             ax.invert_yaxis()
             if difference:
                 ax.axvline(0, color="0.3", lw=1)
-                ax.set(xlabel=f"{metric} difference, {difference}")
+                ax.set(xlabel=f"{metric} difference\n({difference})")
             else:
                 ax.set(xlabel=f"{metric} (0–1)")
             ax.set_title(str(panel) if j == 0 else "")
