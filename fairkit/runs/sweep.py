@@ -91,7 +91,7 @@ def prune(run_dir: Path) -> None:
 def _client(scheduler: str | None, workers: int | None):
     from dask.distributed import Client, LocalCluster
 
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # one line per run is ours
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # progress and failures are ours
     if scheduler:
         return Client(scheduler)
     import torch
