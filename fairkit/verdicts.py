@@ -210,8 +210,9 @@ def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def beside_run(pooled: pd.DataFrame, this_run: pd.DataFrame) -> pd.DataFrame:
     """Pooled verdicts with this run's own difference and verdict beside them.
 
-    Columns added: ``this run`` (``value [lo, hi]``), ``verdict (this run)`` and ``agrees``.
-    Keys are compared as text, since a table read back from CSV holds "1" where this run has 1.
+    Columns added: ``this run`` (``value [lo, hi]``), ``verdict (this run)`` and ``agrees``
+    (empty where this run made no such comparison, e.g. a section left to the sweep). Keys are
+    compared as text, since a table read back from CSV holds "1" where this run has 1.
     """
     text = {k: str for k in COMPARISON_KEYS}
     mine = this_run.astype(text)
@@ -221,5 +222,6 @@ def beside_run(pooled: pd.DataFrame, this_run: pd.DataFrame) -> pd.DataFrame:
     out = pooled.astype(text).merge(
         mine, on=COMPARISON_KEYS, how="left", suffixes=("", " (this run)")
     )
-    out["agrees"] = out["verdict"] == out["verdict (this run)"]
+    same = out["verdict"] == out["verdict (this run)"]
+    out["agrees"] = same.astype(object).where(out["verdict (this run)"].notna(), None)
     return out

@@ -253,3 +253,5 @@ def test_this_run_is_matched_to_pooled_rows_read_back_from_csv():
     out = verdicts.beside_run(verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS), run)
     assert out["this run"].tolist() == ["0.010 [-0.010, 0.030]", "-0.020 [-0.050, 0.010]"]
     assert out["agrees"].all()
+    partial = verdicts.beside_run(verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS), run[:1])
+    assert partial["agrees"].tolist() == [True, None]  # no row in this run: nothing to agree

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -199,10 +199,18 @@ def fit_group_models(
 ) -> GroupSpecific:
     """Train the group-specific networks together, head g with column g of ``weights``.
 
-    Model selection uses every validation sample scored by its own group's head.
+    Each independent network is kept at the epoch of its own group's best validation AUROC, as
+    in-group models are; networks that share stages are kept at the best worst-group epoch.
     """
     model = GroupSpecific(make_model, column=attribute, groups=groups, share_stages=share_stages)
-    return fit(model, train, config=config, val=val, sample_weight=weights).model
+    selection = (
+        {"selection": "per_head"}
+        if model.independent_heads
+        else {"selection": "worst_group", "group_column": attribute}
+    )
+    return fit(
+        model, train, config=replace(config, **selection), val=val, sample_weight=weights
+    ).model
 
 
 def in_group_matrix(cohort: Cohort, attribute: str, groups) -> np.ndarray:

@@ -32,6 +32,15 @@ class GroupSpecific(nn.Module):
         self.branches = nn.ModuleList(nn.Sequential(*c[share_stages:]) for c in copies)
         self.n_stages = len(first)
 
+    @property
+    def independent_heads(self) -> bool:
+        """True when no stage is shared: each group's network can be selected on its own."""
+        return len(self.shared) == 0
+
+    def head_prefix(self, k: int) -> str:
+        """The state-dict prefix of head ``k``'s own parameters and buffers."""
+        return f"branches.{k}."
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Every group's logits, (B, groups, classes)."""
         h = self.shared(x)

@@ -29,6 +29,20 @@ RUN_ID_ENV = "FAIRKIT_RUN_ID"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = REPO_ROOT / "results"  # the kept sweeps behind the book's verdicts (make study)
 PER_RUN = ("seed", "device")  # parameters that differ between the runs pooled by a sweep
+SECTION_SWITCH = "run_"  # run_<section> parameters choose what runs, never change a number
+
+
+def pooling_key(params: dict) -> dict:
+    """The parameters that runs must share to be pooled: all but seed, device and switches.
+
+    A ``run_<section>`` switch only decides whether a section runs (a sweep turns on what a
+    quick reader's run leaves to ``results/``), so runs that differ in it are pooled.
+    """
+    return {
+        k: v for k, v in params.items() if k not in PER_RUN and not k.startswith(SECTION_SWITCH)
+    }
+
+
 PACKAGES = (
     "torch",
     "torchvision",
@@ -152,17 +166,18 @@ class Run:
     def sweep_table(self, table: str, root: Path = RESULTS):
         """``table`` of every kept sweep run of this chapter with this run's parameters.
 
-        Runs match when every parameter but the seed and device equals this run's, so the
-        seeds of the sweep are pooled at the settings the reader asked for. None (and a line
-        saying how to make them) when no such run is kept under ``root``, and for a run that is
-        itself being written under ``root`` (a sweep's run would pool a half-finished sweep).
+        Runs match when every parameter but the seed, device and run_* switches equals this
+        run's (``pooling_key``), so the seeds of the sweep are pooled at the settings the
+        reader asked for. None (and a line saying how to make them) when no such run is kept
+        under ``root``, and for a run that is itself being written under ``root`` (a sweep's
+        run would pool a half-finished sweep).
         """
         from fairkit.runs.sweep import collect
 
         if Path(root).resolve() in self.dir.resolve().parents:
             print(f"This run is part of the sweep under {root}: it does not pool its own sweep.")
             return None
-        where = {k: v for k, v in self.params.items() if k not in PER_RUN}
+        where = pooling_key(self.params)
         try:
             return collect(root, self.chapter, table, where=where)
         except FileNotFoundError as err:

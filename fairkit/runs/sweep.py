@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fairkit.runs.kernel import PER_RUN, REPO_ROOT, RESULTS
+from fairkit.runs.kernel import REPO_ROOT, RESULTS, SECTION_SWITCH, pooling_key
 from fairkit.runs.parameters import ParameterError, notebook_parameters, resolve_parameters
 from fairkit.runs.runner import RunFailed, run_notebook
 
@@ -51,6 +51,16 @@ def parse_grid(specs: Sequence[str]) -> list[dict[str, str]]:
         if "" in axes[name]:
             raise ParameterError(f"grid axis {name!r} has an empty value: {spec!r}")
     return [dict(zip(axes, point, strict=True)) for point in itertools.product(*axes.values())]
+
+
+def every_section(notebook: Path, point: dict[str, str]) -> dict[str, str]:
+    """``point`` with each ``run_<section>`` switch of the notebook on, unless it sets one.
+
+    A sweep feeds the verdicts, so it runs every section, also those that a reader's quick run
+    leaves to ``results/``; the switches are not part of the pooling key (``pooling_key``).
+    """
+    switches = [k for k in notebook_parameters(notebook) if k.startswith(SECTION_SWITCH)]
+    return {**dict.fromkeys(switches, "True"), **point}
 
 
 def _threads_per_run(n_workers: int) -> int:
@@ -127,6 +137,7 @@ def sweep(
     """
     if not grid:
         raise ParameterError("the grid is empty: give at least one -g NAME=VALUES")
+    grid = [every_section(Path(notebook), point) for point in grid]
     for point in grid:  # every point checked before any kernel starts
         resolve_parameters(Path(notebook), point, from_cli=True)
     client = _client(scheduler, workers)
@@ -214,5 +225,5 @@ def chapter_results(chapter: str, table: str, *, mode: str, root=RESULTS) -> pd.
     with other settings.
     """
     defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{chapter}.py")
-    where = {k: v for k, v in defaults.items() if k not in PER_RUN} | {"mode": mode}
+    where = pooling_key(defaults) | {"mode": mode}
     return collect(root, chapter, table, where=where)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from fairkit.data import synth
+from fairkit.models import GroupSpecific
 from fairkit.models.classifier import backbone
 from fairkit.training import TrainConfig, classifier, fit, per_sample_cross_entropy, predict
 
@@ -130,6 +131,36 @@ def test_groupdro_and_worst_group_selection_run(cohorts):
     )
     assert not any(c.startswith("u_") for c in table.columns)
     assert np.allclose(table[["score_healthy", "score_dementia"]].sum(axis=1), 1, atol=1e-5)
+
+
+def test_per_head_selection_keeps_each_head_at_its_own_best_epoch(cohorts, monkeypatch):
+    script = iter([[0.6, 0.5], [0.9, 0.4], [0.7, 0.8]])  # old best at epoch 1, young at 2
+    seen = []
+
+    def scripted_scores(model, val, config, device, epoch):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return np.array(next(script))
+
+    monkeypatch.setattr(classifier, "_selection_scores", scripted_scores)
+    heads = GroupSpecific(model, column="age_group", groups=["old", "young"], share_stages=0)
+    config = TrainConfig(epochs=3, batch_size=32, selection="per_head", progress=False)
+    kept = fit(heads, cohorts["train"], config=config, val=cohorts["val"]).model.state_dict()
+    for key, value in kept.items():
+        assert torch.equal(value, seen[1 if key.startswith("branches.0.") else 2][key]), key
+    young = next(k for k in kept if k.startswith("branches.1.") and k.endswith("weight"))
+    assert not torch.equal(seen[1][young], seen[2][young])  # the epochs differ: a real choice
+
+
+@pytest.mark.parametrize("shared", [1, None])
+def test_per_head_selection_refuses_a_model_whose_heads_share_stages(cohorts, shared):
+    net = (
+        model()
+        if shared is None
+        else GroupSpecific(model, column="age_group", groups=["old", "young"], share_stages=shared)
+    )
+    config = TrainConfig(epochs=1, batch_size=32, selection="per_head", progress=False)
+    with pytest.raises(ValueError, match="per_head selection needs a model of independent heads"):
+        fit(net, cohorts["train"], config=config, val=cohorts["val"])
 
 
 def test_runs_of_different_precision_follow_each_other(cohorts):
