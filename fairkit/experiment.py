@@ -16,13 +16,13 @@ from typing import Any
 from fairkit import methods
 from fairkit.config import Settings
 from fairkit.data import Cohort, synth
-from fairkit.data.bias import Spurious, UnderRepresent
+from fairkit.data.bias import LabelNoise, Spurious, UnderRepresent
 from fairkit.fairness import Report, choose_threshold, report
 from fairkit.methods import Method, MethodPredictions
 from fairkit.models.classifier import backbone
 from fairkit.training import TrainConfig
 
-BIAS_KINDS = ("none", "under", "spurious")
+BIAS_KINDS = ("none", "under", "spurious", "label_noise")
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,20 @@ class Experiment:
         return cohort.binarize(list(self.task.positive), names=self.task.names)
 
     def bias(self, kind: str, strength: float) -> dict:
-        """An under-representation of the minority group or a spurious artifact, as kwargs.
+        """An under-representation of the minority, a spurious artifact or label noise, as kwargs.
 
-        ``kind="none"`` keeps the causal model's own composition.
+        ``kind="none"`` keeps the causal model's own composition; ``label_noise`` replaces the
+        diagnosis of a ``strength`` fraction of the minority's training and validation images
+        by another at random (a flip within the positive or negative class changes nothing in
+        the binary task).
         """
         task = self.task
         if kind == "none":
             return {}
         if kind == "under":
             return {"under": UnderRepresent(task.attribute, task.minority, strength)}
+        if kind == "label_noise":
+            return {"label_noise": LabelNoise(task.attribute, {task.minority: strength})}
         if kind == "spurious":
             return {
                 "spurious": Spurious(task.artifact, task.positive, strength, task.artifact_value)
@@ -135,15 +140,21 @@ class Experiment:
         scenario = self.scenario(kind, strength)
         return scenario.remember(("predictions", method), lambda: method(scenario))
 
-    def evaluate(self, predictions: MethodPredictions) -> Report:
+    def evaluate(
+        self, predictions: MethodPredictions, *, split: str = "test", also: tuple[str, ...] = ()
+    ) -> Report:
         """The fairness report on the audited attribute, at a threshold chosen on validation.
 
         Decisions that a method made itself (a ``decision`` column) are used as they are.
+        ``split="validation"`` scores the data the thresholds were chosen on; ``also`` adds
+        attributes, reported alone and crossed with the audited one (intersections).
         """
+        if split not in ("test", "validation"):
+            raise ValueError(f"split must be 'test' or 'validation'; got {split!r}")
         positive = self.task.names[1]
         return report(
-            predictions.test,
-            groups=[self.task.attribute],
+            predictions.test if split == "test" else predictions.val,
+            groups=[self.task.attribute, *also],
             positive=positive,
             thresholds=choose_threshold(predictions.val, positive=positive),
             n_boot=self.settings.n_boot,

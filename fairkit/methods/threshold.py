@@ -68,9 +68,15 @@ class GroupThresholds:
 def postprocess(
     base: MethodPredictions, *, attribute: str, positive: str, seed: int, name: str = "threshold"
 ) -> MethodPredictions:
-    """Post-process a method's scores with fairlearn's ThresholdOptimizer."""
-    decision = _threshold_optimizer(base.val, base.test, attribute, positive, seed)
-    return replace(base, method=name, test=base.test.assign(decision=decision))
+    """Post-process a method's scores with fairlearn's ThresholdOptimizer.
+
+    Validation gets its decisions too: they show how well the constraint holds where it was
+    fitted, beside the test set.
+    """
+    val, test = _threshold_optimizer(base.val, base.test, attribute, positive, seed)
+    return replace(
+        base, method=name, val=base.val.assign(decision=val), test=base.test.assign(decision=test)
+    )
 
 
 class _GivenScore(BaseEstimator, ClassifierMixin):
@@ -86,8 +92,12 @@ class _GivenScore(BaseEstimator, ClassifierMixin):
 
 def _threshold_optimizer(
     val: pd.DataFrame, test: pd.DataFrame, attribute: str, positive: str, seed: int
-) -> np.ndarray:
-    """Group-specific thresholds for equalized odds, fitted on validation data (fairlearn)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validation and test decisions at group thresholds for equalized odds fitted on validation.
+
+    fairlearn's thresholds are randomised between two cut-offs per group; each split draws its
+    own stream.
+    """
     y_val = (val["y_true"].to_numpy() == class_index(val, positive)).astype(int)
     optimizer = ThresholdOptimizer(
         estimator=_GivenScore().fit(None, None),
@@ -99,9 +109,16 @@ def _threshold_optimizer(
     val_scores = positive_scores(val, positive).astype(np.float64)[:, None]
     test_scores = positive_scores(test, positive).astype(np.float64)[:, None]
     optimizer.fit(val_scores, y_val, sensitive_features=val[attribute].to_numpy())
-    decisions = optimizer.predict(
-        test_scores,
-        sensitive_features=test[attribute].to_numpy(),
-        random_state=seeds.stream(seed, "threshold"),
+    return tuple(
+        np.asarray(
+            optimizer.predict(
+                scores,
+                sensitive_features=table[attribute].to_numpy(),
+                random_state=seeds.stream(seed, *stream),
+            )
+        ).astype(int)
+        for table, scores, stream in (
+            (val, val_scores, ("threshold", "validation")),
+            (test, test_scores, ("threshold",)),
+        )
     )
-    return np.asarray(decisions).astype(int)

@@ -142,6 +142,120 @@ def compare_baselines(
     return pd.DataFrame(rows), reports
 
 
+CROSSED_WITH = {"skin": "sex", "cxr": "age_group", "mri": "sex"}  # intersected with the audit
+
+
+def _rows(report: Report, attribute: str, metrics, **labels) -> pd.DataFrame:
+    table = report.by_group
+    rows = table[(table["attribute"] == attribute) & table["metric"].isin(metrics)]
+    return rows.assign(**labels)
+
+
+def calibration(experiment: Experiment, reports: dict[str, Report]) -> pd.DataFrame:
+    """Each method's expected calibration error per group (10 equal-width bins, 95% CI).
+
+    A group whose scores are miscalibrated cannot read them as probabilities even where its
+    AUROC is fine. ``reports`` by method, e.g. from ``compare_baselines``.
+    """
+    attribute = experiment.task.attribute
+    return pd.concat(
+        [
+            _rows(rep, attribute, ("ece",), method=method, modality=experiment.modality)
+            for method, rep in reports.items()
+        ],
+        ignore_index=True,
+    )
+
+
+def intersections(experiment: Experiment, *, strength: float) -> pd.DataFrame:
+    """ERM's AUROC and recall per intersection of the audited attribute and one more.
+
+    The second attribute is ``CROSSED_WITH[modality]``; a gap hidden inside a group (e.g. dark
+    skin in women only) shows here and not in the marginal groups.
+    """
+    second = CROSSED_WITH[experiment.modality]
+    rep = experiment.evaluate(experiment.run("erm", "under", strength), also=(second,))
+    crossed = f"{experiment.task.attribute} x {second}"
+    if crossed not in set(rep.by_group["attribute"]):
+        crossed = f"{second} x {experiment.task.attribute}"
+    return _rows(rep, crossed, ("auroc", "recall"), modality=experiment.modality)
+
+
+def external_site(experiment: Experiment, *, strength: float) -> pd.DataFrame:
+    """ERM's per-group AUROC and recall on the internal test set and on an external site.
+
+    The external cohort is the same causal model under do(site = X) (another device and
+    population mix), balanced like the test set; recall is at the internal validation
+    threshold, as a deployed model would be used. Different patients: compare intervals.
+    """
+    erm = experiment.run("erm", "under", strength)
+    external = predict(
+        erm.model,
+        experiment.scenario("under", strength).cohorts["external"],
+        device=experiment.device,
+    )
+    return pd.concat(
+        [
+            _rows(
+                experiment.evaluate(replace(erm, test=table)),
+                experiment.task.attribute,
+                ("auroc", "recall"),
+                modality=experiment.modality,
+                cohort=cohort,
+            )
+            for cohort, table in (("internal test", erm.test), ("external site", external))
+        ],
+        ignore_index=True,
+    )
+
+
+def threshold_transfer(experiment: Experiment, *, strength: float) -> pd.DataFrame:
+    """Per-group TPR and FPR and the equalized-odds gap where thresholds were fitted and on test.
+
+    ERM at one validation threshold against fairlearn's ThresholdOptimizer, which equalises
+    TPR and FPR *on the validation set*. That set is biased like training, so the minority's
+    rates there rest on few images (``val_positives``, ``val_images``); a constraint met on them
+    need not hold on the balanced test set.
+    """
+    attribute = experiment.task.attribute
+    val = experiment.scenario("under", strength).val
+    counts = val.meta.assign(positive=val.labels == 1).groupby(val.meta[attribute].astype(str))
+    rows = []
+    for method in ("erm", "threshold"):
+        predictions = experiment.run(method, "under", strength)
+        for split in ("validation", "test"):
+            rep = experiment.evaluate(predictions, split=split)
+            gap = rep.gaps[(rep.gaps["attribute"] == attribute)]
+            rows += [
+                _rows(rep, attribute, ("recall", "fpr"), method=method, split=split),
+                gap[gap["metric"] == "equalized_odds"].assign(
+                    group="all", method=method, split=split
+                ),
+            ]
+    table = pd.concat(rows, ignore_index=True).assign(modality=experiment.modality)
+    return table.assign(
+        val_images=table["group"].map(counts.size()),
+        val_positives=table["group"].map(counts["positive"].sum()),
+    )
+
+
+def baseline_differences(experiment: Experiment, reports: dict[str, Report]) -> pd.DataFrame:
+    """Each baseline minus ERM on the same test patients: recall, AUROC and the two gaps.
+
+    Rows in the form of ``verdicts.COMPARISON_KEYS`` (comparison ``baseline``, setting the
+    modality, a the method, b ``erm``); ``reports`` from ``compare_baselines``.
+    """
+    return paired_table(
+        reports,
+        [(method, "erm") for method in reports if method != "erm"],
+        experiment.task.attribute,
+        metrics=("recall", "auroc"),
+        gap_metrics=("equalized_odds", "equal_opportunity"),
+        comparison="baseline",
+        setting=experiment.modality,
+    )
+
+
 @dataclass(frozen=True)
 class Change:
     """A number at the first and at the last setting of a sweep, each with its 95% CI."""
