@@ -261,7 +261,9 @@ def binary_report(
         boot["auroc"], boot["ece"] = weighted_auroc_ece(y, s, codes, len(names), weights)
         boot = {metric: values[1:] for metric, values in boot.items()}
         for metric in METRICS:
-            lo, hi = centred_interval(point.loc[names, metric].to_numpy(float), boot[metric])
+            lo, hi = np.clip(  # every per-group metric is a rate, an AUROC or an ECE in [0, 1]
+                centred_interval(point.loc[names, metric].to_numpy(float), boot[metric]), 0, 1
+            )
             for k, name in enumerate(names):
                 replicates[(attribute, str(name), metric)] = boot[metric][:, k]
                 rows.append(

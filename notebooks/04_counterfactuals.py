@@ -39,6 +39,7 @@ n_eval = 0  # test images; 0: the mode's (quick: 100, and a 5-seed sweep pools 5
 inversion_steps = 20
 guidance = 2.0
 sampler_images = 12
+run_samplers = None  # None: in full mode only (DDPM's 1,000 steps); quick shows the sweep's
 
 # %%
 import pandas as pd
@@ -64,6 +65,7 @@ run = runs.start()
 run.banner()
 s = run.settings
 n_eval = n_eval or s.n_counterfactual
+run_samplers = mode == "full" if run_samplers is None else run_samplers
 train = synth.generate("skin", s.n_train, seed=seed, image_size=s.image_size)
 val = synth.generate(
     "skin", max(s.n_train // 4, 64), seed=seeds.stream(seed, "val"), image_size=s.image_size
@@ -232,24 +234,41 @@ Markdown(
 # ## Samplers
 # Asking for dark or light skin, how often does the skin-group judge agree, and at what cost?
 # DDPM with its 1,000 steps against DDIM and DPM-Solver++ with 10–50, on `sampler_images`
-# test patients each drawn with the other skin group.
+# test patients each drawn with the other skin group. DDPM alone costs more than a quick run
+# can spend, so in quick mode this section shows the sweep's runs (`-p run_samplers True` runs
+# it here).
 
 # %%
-_, skin_judge, skin_classes = judges["do(skin type)"]
-samplers = cf.compare_samplers(
-    model,
-    pairs["do(skin type)"].exact.meta.iloc[:sampler_images],  # the other skin group of each
-    skin_judge,
-    attribute="skin_group",
-    classes=skin_classes,
-    guidance=guidance,
-    seed=seed,
-)
-run.save_table(samplers, "samplers")
-run.save_figure(
-    plots.sampler_tradeoff(samplers, title="Samplers: cost against getting the skin group right"),
-    "samplers",
-)
+if run_samplers:
+    _, skin_judge, skin_classes = judges["do(skin type)"]
+    samplers = run.save_table(
+        cf.compare_samplers(
+            model,
+            pairs["do(skin type)"].exact.meta.iloc[:sampler_images],  # the other skin group
+            skin_judge,
+            attribute="skin_group",
+            classes=skin_classes,
+            guidance=guidance,
+            seed=seed,
+        ),
+        "samplers",
+    )
+    sampler_source = f"one run, {sampler_images} images"
+else:
+    swept = run.sweep_table("samplers")
+    samplers = None if swept is None else swept.groupby(["sampler", "steps"], sort=False)[
+        ["seconds_per_image", "agreement"]].mean().reset_index()  # fmt: skip
+    sampler_source = None if swept is None else (
+        f"mean of {swept['seed'].nunique()} seeds of the sweep, {sampler_images} images each")  # fmt: skip
+if samplers is not None:
+    display(
+        run.save_figure(
+            plots.sampler_tradeoff(
+                samplers, title="Samplers: cost against getting the skin group right"
+            ),
+            "samplers",
+        )
+    )
 
 # %% [markdown]
 # ## Counterfactual fairness audit
@@ -319,12 +338,14 @@ for r in validity.itertuples():
             f"{verdicts.interval(*row.loc['l1_to_exact', ['value', 'lo', 'hi']])} (the exact "
             f"change itself: {row.loc['change_exact', 'value']:.3f})."
         )
-ddpm, fastest = samplers.iloc[0], samplers.iloc[1:].sort_values("seconds_per_image").iloc[0]
-lines.append(  # no winner named: one run, few images, no paired interval
-    f"- Samplers on {sampler_images} images: {fastest.sampler}-{fastest.steps} finds the requested "
-    f"group in {fastest.agreement:.0%}, DDPM-1000 in {ddpm.agreement:.0%} (one run, no verdict "
-    f"between samplers), and takes {ddpm.seconds_per_image / fastest.seconds_per_image:.0f}x less time."
-)
+if samplers is not None:
+    ddpm, fastest = samplers.iloc[0], samplers.iloc[1:].sort_values("seconds_per_image").iloc[0]
+    lines.append(  # no winner named: few images, no paired interval
+        f"- Samplers ({sampler_source}): {fastest.sampler}-{fastest.steps} finds the requested "
+        f"group in {fastest.agreement:.0%}, DDPM-1000 in {ddpm.agreement:.0%} (no verdict "
+        f"between samplers), and takes {ddpm.seconds_per_image / fastest.seconds_per_image:.0f}x "
+        "less time."
+    )
 for r in audit[audit["intervention"] == "do(skin type)"].itertuples():
     lines.append(
         f"- do(skin type), {r.source} counterfactuals, {r.skin_group} skin, true label "
