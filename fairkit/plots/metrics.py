@@ -124,24 +124,27 @@ def group_intervals(
     """
     rows_of = list(pd.unique(table[panels]))
     metrics = list(pd.unique(table["metric"]))
-    things = list(pd.unique(table[y]))
+    things_of = {panel: list(pd.unique(table.loc[table[panels] == panel, y])) for panel in rows_of}
+    sizes = [len(things) for things in things_of.values()]
     fig, axes = plt.subplots(
         len(rows_of),
         len(metrics),
-        figsize=(3.3 * len(metrics) + 1.5, 0.33 * len(things) * len(rows_of) + 1.6),
+        figsize=(3.3 * len(metrics) + 1.5, 0.33 * sum(sizes) + 1.0 * len(rows_of) + 0.6),
         squeeze=False,
         sharex=True,
+        gridspec_kw={"height_ratios": [n + 2 for n in sizes]},
     )
     for i, panel in enumerate(rows_of):
-        part = table[table[panels] == panel]
+        part, things = table[table[panels] == panel], things_of[panel]
         attribute = part["attribute"].iloc[0]
         colours = palette(attribute, sorted(part["group"].unique()))
+        dodge = 0.0 if y == "group" else 0.25  # one group per row needs no dodging
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
             for k, (group, colour) in enumerate(colours.items()):
                 rows = part[(part["metric"] == metric) & (part["group"] == group)]
                 rows = rows.set_index(y).reindex(things)
-                pos = np.arange(len(things)) + (k - (len(colours) - 1) / 2) * 0.25
+                pos = np.arange(len(things)) + (k - (len(colours) - 1) / 2) * dodge
                 err = np.vstack([rows["value"] - rows["lo"], rows["hi"] - rows["value"]])
                 ax.errorbar(
                     rows["value"],

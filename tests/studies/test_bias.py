@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -43,3 +44,53 @@ def test_amplification_is_a_paired_difference_on_the_same_test_patients():
     assert gap.lo <= gap.value <= gap.hi and gap["comparison"] == "under"
     same = bias.amplification(experiment, "under", [0.5, 0.5])
     assert (same["value"] == 0).all() and (same["verdict"] == "no detectable difference").all()
+
+
+@pytest.fixture(scope="module")
+def smoke_skin():
+    from fairkit.config import settings
+    from fairkit.experiment import Experiment
+
+    return Experiment("skin", settings("smoke"), 0, "cpu", fixed_majority=True)
+
+
+def test_threshold_transfer_scores_where_thresholds_were_fitted_and_on_test(smoke_skin):
+    table = bias.threshold_transfer(smoke_skin, strength=0.25)
+    assert set(zip(table["method"], table["split"], strict=True)) == {
+        (m, s) for m in ("erm", "threshold") for s in ("validation", "test")
+    }
+    val = smoke_skin.scenario("under", 0.25).val
+    sizes = table.drop_duplicates("group").set_index("group")["val_images"].drop("all")
+    assert sizes.sum() == len(val)
+    for _, part in table.groupby(["method", "split"]):
+        rates = part[part["group"] != "all"].pivot(index="group", columns="metric", values="value")
+        spread = (rates.max() - rates.min()).max()  # fairlearn's max(|dTPR|, |dFPR|)
+        assert part.loc[part["metric"] == "equalized_odds", "value"].item() == pytest.approx(spread)
+
+
+def test_external_site_scores_the_same_model_on_other_patients(smoke_skin):
+    table = bias.external_site(smoke_skin, strength=0.25)
+    internal = smoke_skin.report("erm", "under", 0.25).by_group
+    auroc = internal[(internal["attribute"] == "skin_group") & (internal["metric"] == "auroc")]
+    mine = table[(table["cohort"] == "internal test") & (table["metric"] == "auroc")]
+    assert mine["value"].tolist() == pytest.approx(auroc["value"].tolist())
+    external = table[(table["cohort"] == "external site") & (table["metric"] == "auroc")]
+    assert not np.allclose(external["value"], mine["value"])
+
+
+def test_intersections_cross_the_audited_attribute_with_another(smoke_skin):
+    table = bias.intersections(smoke_skin, strength=0.25)
+    groups = set(table["group"])
+    assert groups == {f"{a} & {b}" for a in ("dark", "light") for b in ("F", "M")}
+    assert table[table["metric"] == "auroc"]["n"].sum() == smoke_skin.settings.n_test
+
+
+def test_label_noise_flips_the_minority_only(smoke_skin):
+    train = smoke_skin.scenario("label_noise", 0.5).train.meta
+    flipped = train.groupby("skin_group")["label_flipped"].mean()
+    assert flipped["light"] == 0 and flipped["dark"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_evaluate_refuses_an_unknown_split(smoke_skin):
+    with pytest.raises(ValueError, match="split must be 'test' or 'validation'"):
+        smoke_skin.evaluate(smoke_skin.run("erm"), split="train")
