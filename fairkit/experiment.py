@@ -151,6 +151,15 @@ class Experiment:
         """
         if split not in ("test", "validation"):
             raise ValueError(f"split must be 'test' or 'validation'; got {split!r}")
+        if (
+            split == "validation"
+            and "decision" in predictions.test
+            and ("decision" not in predictions.val)
+        ):
+            raise ValueError(
+                f"{predictions.method} decides on test data only; its validation decisions "
+                "would be made at one global threshold instead"
+            )
         positive = self.task.names[1]
         return report(
             predictions.test if split == "test" else predictions.val,

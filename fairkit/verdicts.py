@@ -173,8 +173,17 @@ def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     One row per ``by`` key: the mean difference over seeds, its seed-level 95% t interval
     (``lo``, ``hi``: the between-seed spread, which holds training and test-set noise), the
     mean per-seed bootstrap interval (``boot_lo``, ``boot_hi``: the test-set noise alone), the
-    number of seeds and the verdict, "inconclusive" under ``MIN_SEEDS`` seeds.
+    number of seeds and the verdict, "inconclusive" under ``MIN_SEEDS`` seeds. A seed that
+    appears twice for one key (two kept runs of the same setting) is refused: counted twice it
+    would narrow the interval.
     """
+    twice = differences[differences.duplicated([*by, "seed"], keep=False)]
+    if len(twice):
+        runs = sorted(set(twice.get("run_id", pd.Series(["?"])).astype(str)))
+        raise ValueError(
+            f"seed(s) {sorted(set(twice['seed']))} appear in more than one run for the same "
+            f"comparison; keep one run per seed (runs: {', '.join(runs)})"
+        )
     rows = []
     for key, part in differences.groupby(by, sort=False, dropna=False):
         values = part["value"].to_numpy(float)

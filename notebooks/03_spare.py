@@ -45,7 +45,7 @@ temperatures = [1.0, 4.0, 16.0]
 share_stages = 0
 mixing_ratios = [0.0, 0.5, 1.0, 2.0, 4.0]
 backbones = []  # empty: the mode's (quick: small CNN; full: ResNet-18 and VGG-11)
-run_ablation = None  # None: in full mode only; quick mode shows the sweep's (14 more trainings)
+run_ablation = None  # None: in full mode only (5 variants x the τ grid); quick shows the sweep's
 
 # %%
 import pandas as pd
@@ -147,11 +147,12 @@ Markdown(
 # ## SPARE against the baselines
 # Every method trains the same backbone for the same number of epochs and is scored on the
 # balanced test set with per-group precision, recall and F1 (95% bootstrap intervals over test
-# patients). SPARE and in-group training have one model per group, each with its own threshold
-# chosen on that group's validation images. So that a difference is the method's and not the
-# thresholds', **every single-model baseline gets per-group validation thresholds too**; ERM at
-# one global threshold stays as a reference, and fairlearn's `ThresholdOptimizer` sets its own
-# group thresholds for equalized odds.
+# patients). SPARE and in-group training have one model per group, each kept at the epoch of
+# its own group's best validation AUROC (SPARE's networks when they share no stage) and given
+# its own threshold chosen on that group's validation images. So that a difference is the method's and not the thresholds', **every
+# single-model baseline gets per-group validation thresholds too** (a single model has one
+# epoch to keep: the best overall); ERM at one global threshold stays as a reference, and
+# fairlearn's `ThresholdOptimizer` sets its own group thresholds for equalized odds.
 
 # %%
 compared = {key: study.compare(scenario, chosen[key]) for key, scenario in scenarios.items()}
@@ -253,6 +254,8 @@ if variant_tuning is not None:
 # ## Sharing stages
 # The group models share their first k stages (k = 0: independent models; all: a single model
 # trained with both groups' weights). Fewer group-specific parameters cost less to train.
+# Networks that share a stage cannot each keep their own best epoch, so every point of this
+# curve, k = 0 included, keeps its networks at the best worst-group validation epoch.
 
 # %%
 sharing, sharing_differences = study.sharing_curve(main, main_spare)

@@ -259,7 +259,8 @@ else:
     samplers = None if swept is None else swept.groupby(["sampler", "steps"], sort=False)[
         ["seconds_per_image", "agreement"]].mean().reset_index()  # fmt: skip
     sampler_source = None if swept is None else (
-        f"mean of {swept['seed'].nunique()} seeds of the sweep, {sampler_images} images each")  # fmt: skip
+        f"mean of {swept['seed'].nunique()} seeds of the sweep, {sampler_images} images each, "
+        "timed on the sweep's machine")  # fmt: skip
 if samplers is not None:
     display(
         run.save_figure(

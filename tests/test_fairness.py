@@ -236,6 +236,9 @@ def test_pooled_verdict_needs_five_seeds_and_an_interval_that_excludes_zero():
     assert noisy.verdict == "no detectable difference" and noisy.lo < 0 < noisy.hi
     few = verdicts.pool_seeds(seeds([0.05, 0.06, 0.04]), by=["key"]).iloc[0]
     assert few.verdict == "inconclusive"
+    twice = pd.concat([seeds([0.05, 0.06, 0.04]), seeds([0.05, 0.06])]).assign(run_id="r")
+    with pytest.raises(ValueError, match=r"seed\(s\) \[0, 1\] appear in more than one run"):
+        verdicts.pool_seeds(twice, by=["key"])
 
 
 def test_this_run_is_matched_to_pooled_rows_read_back_from_csv():

@@ -81,3 +81,17 @@ def test_a_run_inside_the_results_folder_does_not_pool_its_own_sweep(tmp_path):
     outside = Run("03_spare", params, tmp_path.parent / "elsewhere", "cpu", settings("quick"))
     assert inside.sweep_table("metrics", root=tmp_path) is None
     assert list(outside.sweep_table("metrics", root=tmp_path)["value"]) == [1.0]
+
+
+def test_a_sweep_turns_every_section_switch_on_and_pools_across_switches(write_notebook, tmp_path):
+    from fairkit.config import settings
+    from fairkit.runs import Run
+    from fairkit.runs.sweep import every_section
+
+    nb = write_notebook(BODY, extra_params="fail_seed = -1\nrun_extra = False")
+    assert every_section(nb, {"seed": "1"}) == {"run_extra": "True", "seed": "1"}
+    assert every_section(nb, {"run_extra": "False"}) == {"run_extra": "False"}
+    _fake_run(tmp_path, "run-a", 0, 1.0)  # a sweep's run, switches on (not in its params here)
+    reader = Run("03_spare", {"mode": "quick", "seed": 1, "run_extra": False},
+                 tmp_path.parent / "elsewhere", "cpu", settings("quick"))  # fmt: skip
+    assert list(reader.sweep_table("metrics", root=tmp_path)["value"]) == [1.0]

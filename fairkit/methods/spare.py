@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from fairkit.experiment import Scenario
 
 VARIANTS = ("spare", "similarity", "utility", "confidence", "binary", "group_level")
+SELECTION = ("per_head", "worst_group")  # which epoch each group's network is kept at
 ESTIMATORS = ("deepfool", "confidence")
 
 
@@ -196,16 +197,20 @@ def fit_group_models(
     groups: tuple[str, ...],
     share_stages: int,
     config: TrainConfig,
+    selection: str = "per_head",
 ) -> GroupSpecific:
     """Train the group-specific networks together, head g with column g of ``weights``.
 
-    Each independent network is kept at the epoch of its own group's best validation AUROC, as
-    in-group models are; networks that share stages are kept at the best worst-group epoch.
+    ``per_head``: each independent network is kept at the epoch of its own group's best
+    validation AUROC, as in-group models are (networks that share stages cannot be, and are
+    kept at the best worst-group epoch); ``worst_group``: all at the best worst-group epoch.
     """
+    if selection not in SELECTION:
+        raise ValueError(f"selection must be one of {SELECTION}; got {selection!r}")
     model = GroupSpecific(make_model, column=attribute, groups=groups, share_stages=share_stages)
     selection = (
         {"selection": "per_head"}
-        if model.independent_heads
+        if model.independent_heads and selection == "per_head"
         else {"selection": "worst_group", "group_column": attribute}
     )
     return fit(
@@ -232,10 +237,13 @@ class Spare:
     temperature: float = 1.0
     share_stages: int = 0
     variant: str = "spare"
+    selection: str = "per_head"  # see fit_group_models; the sharing curve uses worst_group
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}; got {self.variant!r}")
+        if self.selection not in SELECTION:
+            raise ValueError(f"selection must be one of {SELECTION}; got {self.selection!r}")
 
     @property
     def name(self) -> str:
@@ -301,6 +309,7 @@ class Spare:
             attribute=scenario.attribute,
             groups=groups,
             share_stages=self.share_stages,
+            selection=self.selection,
             config=scenario.config(),
         )
         seconds = time.perf_counter() - started

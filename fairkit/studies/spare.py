@@ -131,11 +131,17 @@ def ablation(
 def sharing_curve(
     scenario: Scenario, spare: Spare, share=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-group F1, seconds and parameters against shared stages; paired F1 vs 0 shared."""
+    """Per-group F1, seconds and parameters against shared stages; paired F1 vs 0 shared.
+
+    Every point keeps its networks at the best worst-group epoch: networks that share stages
+    cannot each keep their own epoch, so per-head selection at k = 0 would mix the selection
+    rule into the effect of sharing.
+    """
     total = n_stages(scenario.make_model)
     rows, reports = [], {}
     for k in tqdm(range(total + 1) if share is None else share, desc="sharing", leave=False):
-        report, predictions = _report(scenario, replace(spare, share_stages=k))
+        point = replace(spare, share_stages=k, selection="worst_group")
+        report, predictions = _report(scenario, point)
         reports[k] = report
         f1 = per_group(report, scenario.attribute, metrics=("f1",))
         params = sum(p.numel() for p in predictions.model.parameters())

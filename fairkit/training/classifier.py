@@ -82,7 +82,10 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """The trained model (best validation epoch), its history and the chosen epoch."""
+    """The trained model (best validation epoch), its history and the chosen epoch.
+
+    Under per-head selection ``best_epoch`` is the latest epoch at which any head was kept.
+    """
 
     model: nn.Module
     history: pd.DataFrame
@@ -170,6 +173,20 @@ def _selected_parts(model: nn.Module, config: TrainConfig) -> list[str]:
     return [model.head_prefix(k) for k in range(len(model.head_names))]
 
 
+def _check_heads_can_be_selected(model: nn.Module, val: Cohort | None, config: TrainConfig):
+    """Refuse per-head selection, before training, where a head's AUROC would be undefined."""
+    parts = _selected_parts(model, config)
+    if val is None or len(parts) == 1:
+        return
+    heads, model = head_index(model, val), getattr(model, "module", model)
+    for k, name in enumerate(model.head_names):
+        if len(np.unique(val.labels[heads == k])) < 2:
+            raise ValueError(
+                f"per-head selection: the validation images of {model.head_column}={name!r} "
+                "hold fewer than two classes, so no AUROC can choose its epoch"
+            )
+
+
 def _selection_scores(model, val: Cohort | None, config: TrainConfig, device, epoch: int):
     """The validation scores that choose the kept epoch: one per selected part (a higher wins).
 
@@ -247,6 +264,7 @@ def fit(
     Returns:
         The model at its best epoch (eval mode), the history and that epoch.
     """
+    _check_heads_can_be_selected(model, val, config)
     torch.manual_seed(seeds.stream(config.seed, "classifier training"))
     accelerator = make_accelerator(config)
     device = accelerator.device
@@ -284,6 +302,8 @@ def fit(
         tensors, metadata = restored
         torch.set_rng_state(tensors["rng.torch"])
         state = json.loads(metadata["state"])
+        if "best_score" in state:  # written before per-head selection: one score
+            state["best_scores"] = [state.pop("best_score")]
     dro_q = torch.tensor(state["dro_q"])
     best_path = Path(config.checkpoint_dir) / "best.safetensors" if last is not None else None
     best_weights = load_file(str(best_path)) if best_path and best_path.exists() else None

@@ -94,3 +94,5 @@ def test_label_noise_flips_the_minority_only(smoke_skin):
 def test_evaluate_refuses_an_unknown_split(smoke_skin):
     with pytest.raises(ValueError, match="split must be 'test' or 'validation'"):
         smoke_skin.evaluate(smoke_skin.run("erm"), split="train")
+    with pytest.raises(ValueError, match="in_group decides on test data only"):
+        smoke_skin.evaluate(smoke_skin.run("in_group"), split="validation")

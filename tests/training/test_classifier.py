@@ -196,3 +196,12 @@ def test_the_loss_is_pluggable(cohorts):
     explicit = fit(model(), cohorts["train"], config=config, loss=per_sample_cross_entropy).model
     assert not torch.equal(parameters(default), parameters(start))
     assert torch.equal(weights(explicit), weights(default))
+
+
+def test_per_head_selection_refuses_a_head_without_both_classes_before_training(cohorts):
+    val = cohorts["val"]
+    one_class = val.subset(~((val.meta["age_group"] == "old") & (val.labels == 1)))
+    heads = GroupSpecific(model, column="age_group", groups=["old", "young"], share_stages=0)
+    config = TrainConfig(epochs=1, batch_size=32, selection="per_head", progress=False)
+    with pytest.raises(ValueError, match="age_group='old' hold fewer than two classes"):
+        fit(heads, cohorts["train"], config=config, val=one_class)
