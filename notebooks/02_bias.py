@@ -103,20 +103,22 @@ run.save_figure(
 # The artifact's rate differs between diseased and healthy training images by the given
 # strength (0: independent; 1: a perfect shortcut). In the test set it is independent.
 
+
 # %%
-spurious_groups, spurious_gaps = bias.sweep_all(
-    experiments.values(), "spurious", artifact_strengths
-)
-run.save_table(spurious_groups, "spurious_by_group")
-run.save_figure(
-    plots.amplification_curves(
-        spurious_groups,
-        spurious_gaps,
-        metric="auroc",
-        xlabel="artifact-disease strength in training",
-        title="AUROC per group and equalized-odds gap vs. spurious-artifact strength",
-    ),
-    "spurious_curves",
+def sweep_and_plot(kind, strengths, *, xlabel, title):
+    """ERM at each strength of one bias on every modality: tables kept, AUROC curves shown."""
+    groups, gaps = bias.sweep_all(experiments.values(), kind, strengths)
+    run.save_table(groups, f"{kind}_by_group")
+    curves = plots.amplification_curves(groups, gaps, metric="auroc", xlabel=xlabel, title=title)
+    display(run.save_figure(curves, f"{kind}_curves"))
+    return groups, gaps
+
+
+spurious_groups, spurious_gaps = sweep_and_plot(
+    "spurious",
+    artifact_strengths,
+    xlabel="artifact-disease strength in training",
+    title="AUROC per group and equalized-odds gap vs. spurious-artifact strength",
 )
 
 # %% [markdown]
@@ -127,17 +129,11 @@ run.save_figure(
 # nominal one). The test labels are clean: a model that learned the noise shows it there.
 
 # %%
-noise_groups, noise_gaps = bias.sweep_all(experiments.values(), "label_noise", label_noise_rates)
-run.save_table(noise_groups, "label_noise_by_group")
-run.save_figure(
-    plots.amplification_curves(
-        noise_groups,
-        noise_gaps,
-        metric="auroc",
-        xlabel="share of the minority's diagnoses replaced in training",
-        title="AUROC per group and equalized-odds gap vs. minority label noise",
-    ),
-    "label_noise_curves",
+noise_groups, noise_gaps = sweep_and_plot(
+    "label_noise",
+    label_noise_rates,
+    xlabel="share of the minority's diagnoses replaced in training",
+    title="AUROC per group and equalized-odds gap vs. minority label noise",
 )
 
 # %% [markdown]
@@ -244,12 +240,16 @@ ece = pd.concat(
      for e, (_, reports) in zip(experiments.values(), compared, strict=True)],
     ignore_index=True,
 )  # fmt: skip
-run.save_table(ece, "calibration")
-run.save_figure(
-    plots.group_intervals(
-        ece, y="method", panels="modality", title="Expected calibration error per group (95% CI)"
-    ),
-    "calibration",
+
+
+def keep_by_modality(table, name, *, y, title):
+    """Save a per-group table and its interval plot (one panel per modality) as ``name``."""
+    run.save_table(table, name)
+    return run.save_figure(plots.group_intervals(table, y=y, panels="modality", title=title), name)
+
+
+keep_by_modality(
+    ece, "calibration", y="method", title="Expected calibration error per group (95% CI)"
 )
 
 # %% [markdown]
@@ -262,12 +262,8 @@ crossed = pd.concat(
     [bias.intersections(e, strength=baseline_fraction) for e in experiments.values()],
     ignore_index=True,
 )
-run.save_table(crossed, "intersections")
-run.save_figure(
-    plots.group_intervals(
-        crossed, y="group", panels="modality", title="ERM per intersection of two attributes"
-    ),
-    "intersections",
+keep_by_modality(
+    crossed, "intersections", y="group", title="ERM per intersection of two attributes"
 )
 
 # %% [markdown]
@@ -280,15 +276,8 @@ external = pd.concat(
     [bias.external_site(e, strength=baseline_fraction) for e in experiments.values()],
     ignore_index=True,
 )
-run.save_table(external, "external_site")
-run.save_figure(
-    plots.group_intervals(
-        external,
-        y="cohort",
-        panels="modality",
-        title="ERM on the internal test set and an external site",
-    ),
-    "external_site",
+keep_by_modality(
+    external, "external_site", y="cohort", title="ERM on the internal test set and an external site"
 )
 
 # %% [markdown]
