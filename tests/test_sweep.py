@@ -5,10 +5,12 @@ import pytest
 from fairkit import runs
 
 BODY = (
+    "import os\n"
     "import pandas as pd\n"
     "if seed == fail_seed:\n"
     "    raise RuntimeError('made to fail')\n"
-    "run.save_table(pd.DataFrame({'value': [seed * 10 + level]}), 'metrics')\n"
+    "trim = os.environ.get('MALLOC_TRIM_THRESHOLD_', 'unset')\n"
+    "run.save_table(pd.DataFrame({'value': [seed * 10 + level], 'trim': [trim]}), 'metrics')\n"
     "run.finish()"
 )
 
@@ -42,6 +44,7 @@ def test_sweep_runs_each_point_reports_failure_and_collects_complete_runs(write_
     metrics = runs.collect(tmp_path / "runs", "99_toy", "metrics")
     assert sorted(metrics["value"]) == [2, 3, 12, 13]
     assert set(metrics["seed"]) == {0, 1} and set(metrics["level"]) == {2, 3}
+    assert set(metrics["trim"]) == {"unset"}  # Dask's setting for its workers halves training
 
 
 def test_collect_names_the_missing_table(tmp_path):
