@@ -38,9 +38,12 @@ def with_intervals(table: pd.DataFrame) -> pd.Series:
     )
 
 
+SOUNDNESS_HIGHER = {"effectiveness"}  # a counterfactual that carries the intervened value
+
+
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is the better one (AUROC yes; gaps, FPR, ECE no)."""
-    return metric.removeprefix("worst_") in HIGHER_IS_BETTER
+    return metric.removeprefix("worst_") in HIGHER_IS_BETTER | SOUNDNESS_HIGHER
 
 
 def verdict(lo: float, hi: float, *, higher_better: bool) -> str:

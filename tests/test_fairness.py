@@ -258,3 +258,15 @@ def test_this_run_is_matched_to_pooled_rows_read_back_from_csv():
     assert out["agrees"].all()
     partial = verdicts.beside_run(verdicts.pool_seeds(sweep, by=verdicts.COMPARISON_KEYS), run[:1])
     assert partial["agrees"].tolist() == [True, None]  # no row in this run: nothing to agree
+
+
+def test_pooled_effectiveness_is_worded_as_higher_is_better():
+    def rows(values):
+        return pd.DataFrame({"comparison": "soundness", "setting": "do(x)", "a": "learned",
+                             "b": "chance", "group": "a → b", "metric": "effectiveness",
+                             "seed": range(5), "value": values, "lo": -1.0, "hi": 1.0})  # fmt: skip
+
+    below = rows([-0.30, -0.25, -0.35, -0.28, -0.30])
+    above = rows([0.30, 0.25, 0.35, 0.28, 0.30])
+    assert verdicts.pool_seeds(below, by=verdicts.COMPARISON_KEYS)["verdict"].item() == "worse"
+    assert verdicts.pool_seeds(above, by=verdicts.COMPARISON_KEYS)["verdict"].item() == "better"
