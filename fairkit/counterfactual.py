@@ -23,7 +23,7 @@ from fairkit.bootstrap import centred_interval, patient_weights
 from fairkit.data import Cohort, synth
 from fairkit.models import diffusion
 from fairkit.training import predict
-from fairkit.verdicts import verdict
+from fairkit.verdicts import higher_is_better, verdict
 
 
 def regenerate(
@@ -343,7 +343,8 @@ def effectiveness_against_chance(summary: pd.DataFrame, validity: pd.DataFrame) 
         }
     )
     out["verdict"] = [
-        verdict(lo, hi, higher_better=True) for lo, hi in zip(out["lo"], out["hi"], strict=True)
+        verdict(lo, hi, higher_better=higher_is_better("effectiveness"))
+        for lo, hi in zip(out["lo"], out["hi"], strict=True)
     ]
     return out.reset_index(drop=True)
 

@@ -175,9 +175,7 @@ def intersections(experiment: Experiment, *, strength: float) -> pd.DataFrame:
     """
     second = CROSSED_WITH[experiment.modality]
     rep = experiment.evaluate(experiment.run("erm", "under", strength), also=(second,))
-    crossed = f"{experiment.task.attribute} x {second}"
-    if crossed not in set(rep.by_group["attribute"]):
-        crossed = f"{second} x {experiment.task.attribute}"
+    crossed = f"{experiment.task.attribute} x {second}"  # the report's name for the pair
     return _rows(rep, crossed, ("auroc", "recall"), modality=experiment.modality)
 
 

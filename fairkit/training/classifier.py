@@ -346,8 +346,9 @@ def fit(
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{batch_loss.item():.3f}")
         scores = _selection_scores(model, val, config, device, epoch)
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses))}
-        state["history"].append(record | {"val_score": float(np.nanmin(scores))})
+        state["history"].append(
+            {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_score": min(scores)}
+        )
         improved = [k for k, score in enumerate(scores) if score > state["best_scores"][k]]
         if improved:
             for k in improved:
