@@ -132,7 +132,7 @@ spurious_groups, spurious_gaps = sweep_and_plot(
 noise_groups, noise_gaps = sweep_and_plot(
     "label_noise",
     label_noise_rates,
-    xlabel="minority diagnoses replaced",
+    xlabel="minority diagnoses replaced (share)",
     title="AUROC per group and equalized-odds gap vs. minority label noise",
 )
 
