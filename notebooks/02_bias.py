@@ -207,7 +207,7 @@ run.save_figure(
 )
 
 # %% [markdown]
-# ### Why post-processing can widen a gap
+# ### Where the threshold optimiser's constraint holds
 # fairlearn's `ThresholdOptimizer` picks (randomised) thresholds per group that equalise TPR and
 # FPR **on the validation set**, and gives up accuracy in the better-served group to do so. The
 # validation set is biased like training, so the minority's rates there rest on a handful of
