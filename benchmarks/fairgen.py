@@ -1,24 +1,39 @@
-"""FairGen's costs, side by side in one run: a Diffusion-DPO step against a plain diffusion step.
+"""FairGen's costs, side by side in one run: a Diffusion-DPO step, then balanced synthesis.
 
-On the same batch of B pairs (2B images) and the same UNet: the plain step predicts the noise of
-the 2B images and takes an optimiser step; the DPO step does the same through ``pair_errors``
-and ``dpo_loss`` and adds the frozen reference's forward pass (no gradient, winners and losers
-in one batched call). Goal: the DPO step within 2.5x of the plain one. The synthesis part of
-this benchmark (DPM-Solver++ 20 steps against DDPM 1000 on balanced cells) comes with the
-sampler.
-Usage: python benchmarks/fairgen.py [--pairs 32] [--size 32] [--width 16] [--steps 10] [--device auto]
+DPO: on the same batch of B pairs (2B images) and the same UNet, the plain step predicts the
+noise of the 2B images and takes an optimiser step; the DPO step does the same through
+``pair_errors`` and ``dpo_loss`` and adds the frozen reference's forward pass (no gradient,
+winners and losers in one batched call). Goal: the DPO step within 2.5x of the plain one.
+
+Synthesis: chapter 5's generator (quick size: UNet (16, 32) at 16 px, conditioned on skin group
+and finding) trained --train-steps steps on a skin training set whose dark group is 10%; the
+plan of ``missing_cells`` (square-root rule) capped to --images; the same plan, seed and
+starting noise sampled by DPM-Solver++ 20 steps and by DDPM 1000 steps (guidance 2). Prints
+each sampler's images/s and their ratio (goal: DPM-Solver++ >= 40x faster), and how often the
+chapter's judges (skin-group and finding classifiers trained on real images, their balanced
+accuracy on held-out real images shown first) see the intended group and finding, so that the
+speed-up can be read at equal agreement. A briefly trained model, not a fresh one: the
+agreement of noise would say nothing.
+Usage: python benchmarks/fairgen.py [--part all|dpo|synthesis] [--pairs 32] [--size 32]
+    [--width 16] [--steps 10] [--images 64] [--train-steps 400] [--device auto]
 """
 
 import argparse
 import copy
 import time
+from dataclasses import replace
 
+import pandas as pd
 import torch
 from diffusers import DDPMScheduler
 
-from fairkit.config import resolve_device
+from fairkit import rater
+from fairkit.config import resolve_device, settings
 from fairkit.data import synth
+from fairkit.fidelity import attribute_agreement
 from fairkit.models import diffusion
+from fairkit.studies import fairgen as study
+from fairkit.synthesis import synthesise
 from fairkit.training import dpo_loss, pair_errors
 
 CONDITIONS = {
@@ -43,15 +58,8 @@ def timed(step, n: int, device: str) -> float:
     return (time.perf_counter() - start) / n
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=32)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
+def dpo_step(args, device: str) -> None:
+    """Print a Diffusion-DPO step's time against a plain diffusion step's, on the same batch."""
     torch.manual_seed(0)
     model = diffusion.ConditionalUNet(
         vocabulary=CONDITIONS,
@@ -96,6 +104,91 @@ def main():
     print(f"Diffusion-DPO step:   {seconds['dpo'] * 1000:7.1f} ms  (reference forward included)")
     ratio = seconds["dpo"] / seconds["plain"]
     print(f"DPO / plain: {ratio:.2f}x (goal <= 2.5x: {'met' if ratio <= 2.5 else 'not met'})")
+
+
+SAMPLERS = (("dpmsolver", 20), ("ddpm", 1000))  # DPM-Solver++ 20 steps against DDPM 1000
+
+
+def capped(plan: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The plan scaled to at most ``n`` images, each cell keeping its share (rounded down)."""
+    total = int(plan["synthesise"].sum())
+    return plan if total <= n else plan.assign(synthesise=plan["synthesise"] * n // total)
+
+
+def generator_and_judges(args, device: str):
+    """Chapter 5's skin scenario, its generator trained briefly, its judges, the capped plan."""
+    quick = replace(settings("quick"), diffusion_steps=args.train_steps)
+    scenario = study.setting("skin", quick, seed=0, device=device, minority_fraction=0.1,
+                             image_size=quick.synthesis_size)  # fmt: skip
+    model, history = study.train_generator(scenario, settings=quick, checkpoint_dir=None,
+                                           progress=False)  # fmt: skip
+    val, train, test = (study.with_finding(c) for c in (scenario.val, scenario.train,
+                                                         scenario.test))  # fmt: skip
+    judges = rater.fit_rater(val, train, attribute=scenario.attribute,
+                             make_model=scenario.make_model, config=scenario.config())  # fmt: skip
+    plan = capped(study.cells(scenario, rule="sqrt_inverse"), args.images)
+    print(f"\nsynthesis: generator trained {args.train_steps} steps (last loss "
+          f"{history['loss'].iloc[-50:].mean():.3f}), {quick.synthesis_size} px, {device}; "
+          f"plan of {plan['synthesise'].sum()} images:\n{plan.to_string(index=False)}")  # fmt: skip
+    for row in rater.rater_validity(judges, test, n_boot=200, seed=0).itertuples():
+        print(f"judge of {row.component}: balanced accuracy {row.balanced_accuracy:.1%} "
+              f"[{row.lo:.1%}, {row.hi:.1%}] on {row.n} real test images "
+              f"({'valid' if row.valid else 'NOT above chance: its agreement means nothing'})")  # fmt: skip
+    return scenario, model.to(device), judges, plan
+
+
+def rate_and_agreement(model, judges, plan, *, scenario, sampler: str, steps: int) -> dict:
+    """Images/s of one sampler on the plan (after a warm-up), and the judges' agreement."""
+
+    def make(plan, steps):
+        return synthesise(model, plan, label=study.FINDING, classes=scenario.train.classes,
+                          modality="skin", seed=0, sampler=sampler, steps=steps,
+                          progress=False)  # fmt: skip
+
+    make(plan.assign(synthesise=(plan["synthesise"] > 0).astype(int)), 2)  # warm-up
+    start = time.perf_counter()
+    made = make(plan, steps)
+    rate = len(made) / (time.perf_counter() - start)
+    cells = attribute_agreement(judges, made, by=[scenario.attribute, study.FINDING])
+    share = {k: (cells[f"{k}_agreement"] * cells["n"]).sum() / cells["n"].sum()
+             for k in ("group", "pathology")}  # fmt: skip
+    print(f"{sampler:>9} {steps:>4} steps: {rate:8.2f} images/s; the judges see the intended "
+          f"group in {share['group']:.1%}, the intended finding in {share['pathology']:.1%} "
+          f"of {len(made)} images")  # fmt: skip
+    return {"rate": rate, **share}
+
+
+def synthesis_rates(args, device: str) -> None:
+    """Print images/s of DPM-Solver++ 20 and DDPM 1000 on one plan, and the judges' agreement."""
+    scenario, model, judges, plan = generator_and_judges(args, device)
+    fast, slow = (
+        rate_and_agreement(model, judges, plan, scenario=scenario, sampler=name, steps=steps)
+        for name, steps in SAMPLERS
+    )
+    ratio = fast["rate"] / slow["rate"]
+    print(f"DPM-Solver++ 20 / DDPM 1000: {ratio:.0f}x the images/s "
+          f"(goal >= 40x: {'met' if ratio >= 40 else 'not met'}); agreement difference "
+          f"(DPM-Solver++ - DDPM, same plan and starting noise): group "
+          f"{100 * (fast['group'] - slow['group']):+.1f} points, finding "
+          f"{100 * (fast['pathology'] - slow['pathology']):+.1f} points")  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "dpo", "synthesis"), default="all")
+    parser.add_argument("--pairs", type=int, default=32, help="DPO: preference pairs per batch")
+    parser.add_argument("--size", type=int, default=32, help="DPO: image size")
+    parser.add_argument("--width", type=int, default=16, help="DPO: UNet's first width")
+    parser.add_argument("--steps", type=int, default=10, help="DPO: timed steps")
+    parser.add_argument("--images", type=int, default=64, help="synthesis: the plan's cap")
+    parser.add_argument("--train-steps", type=int, default=400, help="synthesis: generator steps")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if args.part in ("all", "dpo"):
+        dpo_step(args, device)
+    if args.part in ("all", "synthesis"):
+        synthesis_rates(args, device)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class Claim:
 
 SPARE = "Xu et al. 2026 (SPARE)"
 SYNTHFAIR = "SynthFair 2025"
+FAIRGEN = "FairGen 2026"
 _BASELINES = ("erm", "resample", "reweight", "groupdro", "in_group", "threshold (EOdds)")
 CLAIMS = (
     Claim(
@@ -118,6 +119,27 @@ CLAIMS = (
         "Learned counterfactuals are effective: an attribute classifier finds the intervened "
         "value (above chance) for every intervention (Fig. 2)",
         (Evidence("soundness", "do(", ("learned",), ("chance",), ("effectiveness",), "better"),),
+    ),
+    Claim(
+        FAIRGEN,
+        "05_fairgen",
+        "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
+        "accuracy gap over real-only training: by 95.9% on skin (skin type)",
+        (Evidence("fairgen", "skin, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+    ),
+    Claim(
+        FAIRGEN,
+        "05_fairgen",
+        "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
+        "accuracy gap over real-only training: by 80.0% on chest X-rays",
+        (Evidence("fairgen", "cxr, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+    ),
+    Claim(
+        FAIRGEN,
+        "05_fairgen",
+        "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
+        "accuracy gap over real-only training: by 35.2% on brain MRI",
+        (Evidence("fairgen", "mri, test", ("dpo",), ("real only",), ("improvement",), "better"),),
     ),
 )
 

@@ -31,6 +31,9 @@ class Settings:
     diffusion_batch: int  # images per diffusion step
     diffusion_width: int  # channels of its first UNet level
     n_counterfactual: int  # test images given learned counterfactuals (each costs 12 passes)
+    synthesis_size: int  # FairGen's image side: three diffusion models train per chapter run
+    preference_pairs: int  # FairGen's preference pairs per (group, finding) cell
+    dpo_steps: int  # optimiser steps of Diffusion-DPO
 
 
 SETTINGS = {
@@ -49,6 +52,9 @@ SETTINGS = {
         diffusion_batch=64,
         diffusion_width=8,
         n_counterfactual=24,
+        synthesis_size=16,
+        preference_pairs=8,
+        dpo_steps=4,
     ),
     "quick": Settings(
         n_train=2000,
@@ -65,6 +71,9 @@ SETTINGS = {
         diffusion_batch=64,
         diffusion_width=16,
         n_counterfactual=100,
+        synthesis_size=16,
+        preference_pairs=48,
+        dpo_steps=60,
     ),
     "full": Settings(
         n_train=40000,
@@ -81,6 +90,9 @@ SETTINGS = {
         diffusion_batch=256,
         diffusion_width=64,
         n_counterfactual=500,
+        synthesis_size=64,
+        preference_pairs=500,
+        dpo_steps=2000,
     ),
 }
 

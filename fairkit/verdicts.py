@@ -38,12 +38,15 @@ def with_intervals(table: pd.DataFrame) -> pd.Series:
     )
 
 
-SOUNDNESS_HIGHER = {"effectiveness"}  # a counterfactual that carries the intervened value
+HIGHER_ALSO = {
+    "effectiveness",  # a counterfactual that carries the intervened value
+    "improvement",  # a gap's reduction in % (FairGen's metric)
+}
 
 
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is the better one (AUROC yes; gaps, FPR, ECE no)."""
-    return metric.removeprefix("worst_") in HIGHER_IS_BETTER | SOUNDNESS_HIGHER
+    return metric.removeprefix("worst_") in HIGHER_IS_BETTER | HIGHER_ALSO
 
 
 def verdict(lo: float, hi: float, *, higher_better: bool) -> str:

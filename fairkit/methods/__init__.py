@@ -6,6 +6,7 @@ A method is a frozen dataclass whose fields are its settings; ``REGISTRY`` names
 """
 
 from fairkit.methods import deepfool
+from fairkit.methods.augment import Augment
 from fairkit.methods.base import Method, MethodPredictions, group_threshold_decisions
 from fairkit.methods.erm import ERM
 from fairkit.methods.in_group import InGroup
@@ -21,6 +22,7 @@ REGISTRY: dict[str, type] = {
     "in_group": InGroup,  # one model per group, on that group's images only
     "threshold": Threshold,  # fairlearn's ThresholdOptimizer on ERM's scores
     "spare": Spare,  # group-specific models with boundary-distance weights (Xu et al. 2026)
+    "augment": Augment,  # real images plus extra images of the rare cells (FairGen's synthetic ones, or the oracle's)
 }
 BASELINES = ("erm", "resample", "reweight", "groupdro", "in_group", "threshold")
 
@@ -33,6 +35,7 @@ def get(name: str, **settings) -> Method:
 
 
 __all__ = [
+    "Augment",  # ERM on real plus extra images of the rare cells (FairGen)
     "BASELINES",  # the literature's baselines, in the order chapters show them
     "ERM",
     "GroupDRO",

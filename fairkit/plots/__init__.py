@@ -2,6 +2,16 @@
 
 from fairkit.plots.cohorts import causal_graph, group_bars, image_grid, prevalence_bars
 from fairkit.plots.counterfactuals import counterfactual_columns, flip_bars, sampler_tradeoff
+from fairkit.plots.fairgen import (
+    beta_sweep,
+    cell_heatmaps,
+    downstream_groups,
+    improvement_forest,
+    nearest_pairs,
+    preference_accuracy,
+    rater_scores,
+    require_columns,
+)
 from fairkit.plots.metrics import (
     amplification_curves,
     claim_tally,
@@ -16,17 +26,25 @@ __all__ = [
     "GROUP_COLORS",  # fixed colours per attribute value, the same in every chapter
     "amplification_curves",  # per-group metric and a gap against injected bias strength
     "as_display",  # (N, C, H, W) images as (N, H, W, 3) floats for imshow
+    "beta_sweep",  # rater score and preference accuracy against alignment strength beta
     "causal_graph",  # a causal model's graph, nodes coloured by kind
+    "cell_heatmaps",  # a value per group and finding, for each modality and model
     "counterfactual_columns",  # factual and counterfactual images side by side
+    "downstream_groups",  # a classifier metric per group for each training method
     "flip_bars",  # how often decisions flip under an intervention, per group
     "group_bars",  # one bar per group and setting
     "claim_tally",  # per claim: comparisons as predicted, undetected, against
     "group_intervals",  # per-group values with 95% intervals, one panel per setting
     "image_grid",  # images in a labelled grid
+    "improvement_forest",  # percent improvements with intervals, clipped axis, paper lines
     "method_table",  # methods against worst-group scores and gaps
     "mixing_curve",  # a group's own model against out-of-group data
+    "nearest_pairs",  # synthetic images over their nearest training images
     "palette",  # colours for an attribute's values
+    "preference_accuracy",  # held-out preference pairs ranked like the rater, per group
     "prevalence_bars",  # the composition of a cohort by group
+    "rater_scores",  # mean rater score of each model's images, per group
+    "require_columns",  # refuse a figure's table that lacks a column, naming it
     "sampler_tradeoff",  # diffusion samplers: time against agreement
     "set_theme",  # the book's one seaborn theme
     "sharing_curve",  # per-group F1 and cost against shared stages

@@ -26,18 +26,24 @@ from fairkit.training.engine import (
     warmup_constant,  # linear warm-up, then a constant rate
     warmup_cosine,  # linear warm-up, then cosine decay
 )
-from fairkit.training.preference import (
-    dpo_loss,  # Diffusion-DPO's objective, per pair, against a reference or reference-free
-    pair_errors,  # per-pair noise-prediction errors of winners and losers, one batched call
-)
 
-_DIFFUSION = ("DiffusionConfig", "train_diffusion")  # the diffusion loop (training.diffusion)
+# The diffusion and preference loops import diffusers, which takes seconds: their names are
+# imported on first use (``__getattr__``), e.g. ``from fairkit.training import dpo_loss``.
+_LAZY = {
+    "DiffusionConfig": "diffusion",  # how to train the diffusion model
+    "train_diffusion": "diffusion",  # the diffusion loop (noise prediction, EMA, checkpoints)
+    "PreferenceConfig": "preference",  # how to fine-tune it on preference pairs
+    "train_preference": "preference",  # the Diffusion-DPO loop, the diffusion loop's steps
+    "dpo_loss": "preference",  # Diffusion-DPO's objective, against a reference or reference-free
+    "pair_errors": "preference",  # per-pair errors of winners and losers, one batched call
+    "preference_accuracy": "preference",  # how often a model denoises the winner better
+}
 
 
 def __getattr__(name: str):
-    """The diffusion loop's names, imported on first use: diffusers takes seconds to import."""
-    if name in _DIFFUSION:
-        return getattr(import_module("fairkit.training.diffusion"), name)
+    """The diffusion and preference loops' names, imported on first use (diffusers is slow)."""
+    if name in _LAZY:
+        return getattr(import_module(f"fairkit.training.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -45,6 +51,7 @@ __all__ = [
     "DiffusionConfig",
     "EpochOrder",
     "PerSampleLoss",
+    "PreferenceConfig",
     "TrainConfig",
     "TrainResult",
     "as_tensor",
@@ -58,11 +65,13 @@ __all__ = [
     "pair_errors",
     "per_sample_cross_entropy",
     "predict",
+    "preference_accuracy",
     "read_checkpoint",
     "resume",
     "run_identity",
     "save_training_state",
     "train_diffusion",
+    "train_preference",
     "validation_score",
     "warmup_constant",
     "warmup_cosine",

@@ -4,16 +4,22 @@ The loop follows the classifier loop's conventions (``fairkit.training.engine``)
 for device and precision, a warm-up schedule from torch, safetensors checkpoints that resume to
 the same final weights, tqdm, a generator seeded per step. EMA weights come from diffusers'
 ``EMAModel``; the noise schedule is the model's own (``ConditionalUNet.noise_schedule``).
+
+``run_steps`` is that loop without its loss: the preference (Diffusion-DPO) loop in
+``fairkit.training.preference`` runs the same steps with its own loss.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import pandas as pd
 import torch
+from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from torch import nn
@@ -25,6 +31,7 @@ from fairkit.data import Cohort
 from fairkit.models.diffusion import ConditionalUNet, to_model_range
 from fairkit.training.engine import (
     RESUME,
+    DeviceSettings,
     last_checkpoint,
     make_accelerator,
     resume,
@@ -32,6 +39,28 @@ from fairkit.training.engine import (
     save_training_state,
     warmup_constant,
 )
+
+StepLoss = Callable[[nn.Module, int, Accelerator], tuple[torch.Tensor, dict[str, float]]]
+"""One step's loss: (prepared model, step, accelerator) -> (loss, more history fields)."""
+
+
+class StepSettings(DeviceSettings, Protocol):
+    """The fields of a loop's config that ``run_steps`` reads (all of them enter its identity)."""
+
+    steps: int
+    lr: float
+    warmup_steps: int
+    ema_decay: float
+    checkpoint_dir: str | None
+    checkpoint_every: int
+    progress: bool
+    resume: str
+
+
+def check_resume(resume: str) -> None:
+    """Refuse a config's ``resume`` that is not one of ``engine.RESUME``."""
+    if resume not in RESUME:
+        raise ValueError(f"resume must be one of {RESUME}; got {resume!r}")
 
 
 @dataclass
@@ -53,8 +82,7 @@ class DiffusionConfig:
     resume: str = "check"  # or "overwrite": discard a checkpoint of another run, start afresh
 
     def __post_init__(self):
-        if self.resume not in RESUME:
-            raise ValueError(f"resume must be one of {RESUME}; got {self.resume!r}")
+        check_resume(self.resume)
 
 
 def train_diffusion(
@@ -65,37 +93,24 @@ def train_diffusion(
     Each attribute is dropped to its null code independently with ``condition_dropout``.
     Checkpoints (model, EMA, optimizer, step) resume to the same final weights; one of another
     run (other settings, model or images) is refused unless ``config.resume="overwrite"``.
+
+    Args:
+        model: the model to train (its weights change in place; the EMA weights end in it).
+        cohort: the training images and the metadata holding the model's conditions.
+        config: the loop's settings.
+
+    Returns:
+        The model with its EMA weights, in eval mode, and one history row per step.
     """
     torch.manual_seed(seeds.stream(config.seed, "diffusion training"))
-    accelerator = make_accelerator(config)
-    device = accelerator.device
     x_all = to_model_range(cohort.images)
     codes_all = model.conditions.codes(cohort.meta)
     null = model.conditions.null
     noising = DDPMScheduler(**model.noise_schedule)
     timesteps = noising.config.num_train_timesteps
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    lr_schedule = warmup_constant(optimizer, warmup_steps=config.warmup_steps)
-    ema = EMAModel(model.parameters(), decay=config.ema_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    start, history = 0, []
-    last = last_checkpoint(config.checkpoint_dir)
-    unwrapped = accelerator.unwrap_model(model)
-    identity = run_identity(config, unwrapped, train=cohort) if last else {}
-    restored = resume(
-        last, unwrapped, optimizer, lr_schedule, identity=identity, mode=config.resume
-    )
-    if restored is not None:
-        start, history = _restore_ema(ema, *restored)
-    ema.to(device)
-    bar = tqdm(
-        total=config.steps,
-        initial=start,
-        desc="diffusion",
-        unit="step",
-        disable=not config.progress,
-    )
-    for step in range(start, config.steps):
+
+    def step_loss(model: nn.Module, step: int, accelerator: Accelerator):
+        device = accelerator.device
         generator = seeds.torch_generator(config.seed, "diffusion step", step)
         idx = torch.randint(len(x_all), (config.batch_size,), generator=generator)
         x0, codes = x_all[idx].to(device), codes_all[idx].clone()
@@ -105,13 +120,68 @@ def train_diffusion(
         t = torch.randint(timesteps, (len(x0),), generator=generator).to(device)
         with accelerator.autocast():
             predicted = model(noising.add_noise(x0, noise, t), t, codes)
-        loss = nn.functional.mse_loss(predicted.float(), noise)
+        return nn.functional.mse_loss(predicted.float(), noise), {}
+
+    return run_steps(
+        model, config, desc="diffusion", identity_data={"train": cohort}, step_loss=step_loss
+    )
+
+
+def run_steps(
+    model: ConditionalUNet,
+    config: StepSettings,
+    *,
+    desc: str,
+    identity_data: dict[str, Any],
+    step_loss: StepLoss,
+) -> tuple[ConditionalUNet, pd.DataFrame]:
+    """The diffusion model's training loop, given each step's loss; shared by its loops.
+
+    AdamW with a linear warm-up to a constant rate, an EMA of the weights (diffusers'
+    ``EMAModel``), a tqdm bar, and a checkpoint every ``config.checkpoint_every`` steps and at
+    the end that resumes to the same final weights. A checkpoint of another run is refused
+    unless ``config.resume="overwrite"``.
+
+    Args:
+        model: the model to train; its weights change in place and end as the EMA weights.
+        config: the loop's settings (``StepSettings``); its fields enter the run's identity.
+        desc: the progress bar's label.
+        identity_data: what else fixes the run's numbers (data, a reference's weights), passed
+            to ``engine.run_identity``.
+        step_loss: computes step ``step``'s loss with the prepared model (seeding its own
+            draws by the step, so a resumed run draws what an uninterrupted one would), and the
+            fields it adds to the history.
+
+    Returns:
+        The model with its EMA weights, in eval mode, and one history row per step: ``step``,
+        ``loss`` and ``step_loss``'s fields.
+    """
+    accelerator = make_accelerator(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    lr_schedule = warmup_constant(optimizer, warmup_steps=config.warmup_steps)
+    ema = EMAModel(model.parameters(), decay=config.ema_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    start, history = 0, []
+    last = last_checkpoint(config.checkpoint_dir)
+    unwrapped = accelerator.unwrap_model(model)
+    identity = run_identity(config, unwrapped, **identity_data) if last else {}
+    restored = resume(
+        last, unwrapped, optimizer, lr_schedule, identity=identity, mode=config.resume
+    )
+    if restored is not None:
+        start, history = _restore_ema(ema, *restored)
+    ema.to(accelerator.device)
+    bar = tqdm(
+        total=config.steps, initial=start, desc=desc, unit="step", disable=not config.progress
+    )
+    for step in range(start, config.steps):
+        loss, fields = step_loss(model, step, accelerator)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
         lr_schedule.step()
         ema.step(accelerator.unwrap_model(model).parameters())
-        history.append({"step": step, "loss": loss.item()})
+        history.append({"step": step, "loss": loss.item(), **fields})
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if last is not None and (

@@ -1,0 +1,491 @@
+"""Chapter 5, FairGen: preference-aligned synthesis of the rare cells, and the fairness it buys.
+
+One modality at a time: a biased training set whose minority group is rare (``setting``), a
+conditional diffusion model of (group, finding) trained on it (``train_generator``), preference
+pairs scored by the expert-style rater (``preference_set``), Diffusion-DPO alignment
+(``align``), balanced synthesis of the missing cells (``fairkit.synthesis``), and downstream
+classifiers on real + extra images (the registered method ``augment``), compared, paired, with
+real-only training, with the registered rebalancing baselines and with the **oracle**: the same
+number of *real* images of the rare cells, drawn from the causal model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from tqdm.auto import tqdm
+
+from fairkit import seeds
+from fairkit.config import Settings
+from fairkit.data import Cohort, concat, synth
+from fairkit.experiment import Experiment, Scenario
+from fairkit.fairness import Report
+from fairkit.methods import Augment, MethodPredictions
+from fairkit.models import diffusion
+from fairkit.rater import Rater, rate_pairs
+from fairkit.synthesis import missing_cells, synthesise
+from fairkit.training import (
+    DiffusionConfig,
+    PreferenceConfig,
+    predict,
+    preference_accuracy,
+    train_diffusion,
+    train_preference,
+)
+from fairkit.verdicts import improvement, interval, paired_table, verdict
+
+FINDING = "finding"  # the binary task's class name of each image: a condition of the generator
+MODELS = ("unaligned", "dpo", "reference_free")  # the generators whose images are compared
+REAL_ONLY = "real only"
+BASELINES = ("resample", "groupdro")  # registered rebalancing methods trained on real images
+PER_GROUP = ("accuracy", "f1", "auroc")
+GAPS = ("gap_accuracy", "equalized_odds")
+PAPER = {"skin": 95.9, "cxr": 80.0, "mri": 35.2}  # FairGen's reported improvement, in %
+
+
+# --------------------------------------------------------------------------- the setting
+
+
+def setting(
+    modality: str,
+    settings: Settings,
+    *,
+    seed: int,
+    device: str,
+    minority_fraction: float,
+    image_size: int,
+) -> Scenario:
+    """The modality's audited minority made ``minority_fraction`` of training, at ``image_size``."""
+    experiment = Experiment(modality, replace(settings, image_size=image_size), seed, device)
+    return experiment.scenario("under", minority_fraction)
+
+
+def with_finding(cohort: Cohort) -> Cohort:
+    """The cohort with its binary class name as the column ``finding``."""
+    names = np.asarray(cohort.classes, dtype=object)
+    return Cohort(
+        cohort.images, cohort.meta.assign(**{FINDING: names[cohort.labels]}), cohort.modality,
+        cohort.classes,
+    )  # fmt: skip
+
+
+def cells(scenario: Scenario, *, rule: str) -> pd.DataFrame:
+    """The (group, finding) cells of the training set and the images each needs (``rule``)."""
+    return missing_cells(
+        with_finding(scenario.train).meta, by=(scenario.attribute, FINDING), rule=rule
+    )
+
+
+def vocabulary(scenario: Scenario) -> dict[str, tuple[str, ...]]:
+    """The generator's conditions: the audited attribute's groups and the findings."""
+    groups = tuple(sorted(scenario.train.meta[scenario.attribute].astype(str).unique()))
+    return {scenario.attribute: groups, FINDING: tuple(scenario.train.classes)}
+
+
+# --------------------------------------------------------------------------- the generator
+
+
+def train_generator(
+    scenario: Scenario, *, settings: Settings, checkpoint_dir: Path | None, progress: bool = True
+) -> tuple[diffusion.ConditionalUNet, pd.DataFrame]:
+    """The conditional diffusion model of (group, finding), trained on the biased training set."""
+    e = scenario.experiment
+    width = settings.diffusion_width
+    levels = (width, 2 * width) + ((2 * width,) if e.settings.image_size > 32 else ())
+    model = diffusion.ConditionalUNet(
+        vocabulary=vocabulary(scenario),
+        image_size=e.settings.image_size,
+        channels=scenario.train.images.shape[1],
+        block_out_channels=levels,
+    )
+    config = DiffusionConfig(
+        steps=settings.diffusion_steps,
+        batch_size=settings.diffusion_batch,
+        seed=e.seed,
+        device=e.device,
+        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+        progress=progress,
+    )
+    return train_diffusion(model, with_finding(scenario.train), config=config)
+
+
+def preference_set(
+    model: diffusion.ConditionalUNet,
+    rater: Rater,
+    scenario: Scenario,
+    *,
+    per_cell: int,
+    agreement: float,
+    guidance: float,
+    seed: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Pairs of images generated for the same (group, finding), judged by the rater.
+
+    Each cell gets ``per_cell`` pairs (two independent draws from the unaligned model); the
+    rater prefers the better-scored image, and disagrees with its own scores on a fraction
+    1 - ``agreement`` of pairs, as a physician panel would.
+    """
+    plan = cells(scenario, rule="inverse").assign(synthesise=2 * per_cell)
+    drawn = synthesise(
+        model, plan, label=FINDING, classes=scenario.train.classes, modality=scenario.train.modality,
+        seed=seeds.stream(seed, "preference candidates"), guidance=guidance, progress=False,
+    )  # fmt: skip
+    key = [scenario.attribute, FINDING]
+    order = drawn.meta.groupby(key, sort=False).cumcount().to_numpy()
+    first, second = order < per_cell, order >= per_cell
+    conditions = drawn.meta.loc[first, key].reset_index(drop=True)
+    return rate_pairs(
+        rater, drawn.images[first], drawn.images[second], conditions=conditions,
+        agreement=agreement, seed=seed,
+    )  # fmt: skip
+
+
+def held_out(
+    pairs: pd.DataFrame, *, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pairs to align with and pairs kept to measure the alignment, split within each cell."""
+    rng = seeds.rng(seed, "held-out pairs")
+    keep = np.zeros(len(pairs), dtype=bool)
+    conditions = [c for c in pairs.columns if c not in _PAIR_FIELDS]
+    for _, rows in pairs.groupby(conditions, sort=False):
+        n = max(1, round(fraction * len(rows)))
+        keep[rng.choice(rows.index.to_numpy(), size=n, replace=False)] = True
+    return pairs[~keep].reset_index(drop=True), pairs[keep].reset_index(drop=True)
+
+
+_PAIR_FIELDS = ("pair_id", "winner", "loser", "winner_score", "loser_score", "rater", "flipped")
+
+
+def align(
+    model: diffusion.ConditionalUNet,
+    pairs: pd.DataFrame,
+    images: np.ndarray,
+    *,
+    variant: str,
+    beta: float,
+    steps: int,
+    seed: int,
+    device: str,
+    checkpoint_dir: Path | None,
+) -> tuple[diffusion.ConditionalUNet, pd.DataFrame]:
+    """A copy of ``model`` fine-tuned on the pairs by Diffusion-DPO (or its reference-free form)."""
+    start = diffusion.ConditionalUNet.from_config(model.config)
+    start.load_state_dict(model.state_dict())
+    config = PreferenceConfig(
+        steps=steps,
+        beta=beta,
+        variant=variant,
+        seed=seed,
+        device=device,
+        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+        progress=False,
+    )
+    return train_preference(
+        start, pairs[list(pairs.columns.drop("flipped", errors="ignore"))], images, config=config
+    )
+
+
+def alignment_table(
+    models: dict[str, diffusion.ConditionalUNet],
+    pairs: pd.DataFrame,
+    images: np.ndarray,
+    *,
+    attribute: str,
+    seed: int,
+) -> pd.DataFrame:
+    """Per generator and group: how often it ranks held-out pairs as the rater did, with a CI."""
+    rows = []
+    for name, model in models.items():
+        hits = preference_accuracy(model, pairs, images, seed=seed)
+        for group, idx in pairs.groupby(attribute).groups.items():
+            rows.append({"model": name, "group": group, **_mean_interval(hits[idx])})
+    return pd.DataFrame(rows)
+
+
+def rater_table(rater: Rater, synthetic: dict[str, Cohort], *, attribute: str) -> pd.DataFrame:
+    """Per generator and group: the rater's mean score of its synthetic images, with a CI."""
+    rows = []
+    for name, cohort in synthetic.items():
+        scores = rater.score(cohort.images, cohort.meta[[attribute, FINDING]])
+        for group, idx in cohort.meta.groupby(attribute).groups.items():
+            for component in ("pathology", "group", "realism", "score"):
+                values = scores[component].to_numpy()[cohort.meta.index.get_indexer(idx)]
+                rows.append(
+                    {
+                        "model": name,
+                        "group": group,
+                        "component": component,
+                        **_mean_interval(values),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _mean_interval(values: np.ndarray) -> dict:
+    """Mean and normal 95% interval of the mean; n."""
+    values = np.asarray(values, dtype=float)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+    mean = float(values.mean())
+    return {"value": mean, "lo": mean - half, "hi": mean + half, "n": len(values)}
+
+
+# --------------------------------------------------------------------------- the oracle
+
+
+def oracle(scenario: Scenario, plan: pd.DataFrame, *, seed: int) -> Cohort:
+    """Real images of the cells, as many as ``plan["synthesise"]`` asks: the causal model's draw.
+
+    What no published study can use: more real patients of exactly the rare cells, drawn from
+    the same population as the training set (fresh noise, no bias selection).
+    """
+    e, attribute = scenario.experiment, scenario.attribute
+    need = {
+        (str(r[attribute]), str(r[FINDING])): int(r["synthesise"])
+        for _, r in plan.iterrows()
+        if r["synthesise"] > 0
+    }
+    found, draw = [], 0
+    while any(need.values()):
+        if draw == 50:
+            raise RuntimeError(f"the causal model gave too few images of the cells {need}")
+        pool = with_finding(
+            e.binary(
+                synth.generate(
+                    e.modality,
+                    4000,
+                    seed=seeds.stream(seed, "oracle", draw),
+                    image_size=e.settings.image_size,
+                )  # fmt: skip
+            )
+        )
+        cell = list(zip(pool.meta[attribute].astype(str), pool.meta[FINDING], strict=True))
+        for key in list(need):
+            hits = [i for i, c in enumerate(cell) if c == key][: need[key]]
+            if hits:
+                found.append(pool.subset(hits))
+                need[key] -= len(hits)
+        draw += 1
+    cohort = concat(found)
+    cohort.meta["split"] = "oracle"
+    return cohort
+
+
+# --------------------------------------------------------------------------- downstream
+
+
+def downstream(
+    scenario: Scenario, extras: dict[str, Path], *, baselines=BASELINES
+) -> dict[str, MethodPredictions]:
+    """Classifiers on real only, on real + each extra cohort, and the rebalancing baselines."""
+    runs = {REAL_ONLY: "erm"} | {n: Augment(extra=str(p)) for n, p in extras.items()}
+    runs |= {b: b for b in baselines}
+    return {
+        name: scenario.predictions(method)
+        for name, method in tqdm(runs.items(), desc="downstream", leave=False)
+    }
+
+
+def reports(
+    scenario: Scenario, predictions: dict[str, MethodPredictions], *, split: str
+) -> dict[str, Report]:
+    """Each method's report on the balanced test set or the external site, paired.
+
+    The external site's predictions use the same validation threshold as the test set's.
+    """
+    e = scenario.experiment
+    if split == "test":
+        return {n: e.evaluate(p) for n, p in predictions.items()}
+    if split != "external":
+        raise ValueError(f"split must be 'test' or 'external'; got {split!r}")
+    external = scenario.cohorts["external"]
+    return {
+        n: e.evaluate(replace(p, test=predict(p.model, external, device=e.device)))
+        for n, p in predictions.items()
+    }
+
+
+COMPARED = (  # (a, b): each extra-data method and baseline against real only, and the controls
+    *[(m, REAL_ONLY) for m in (*MODELS, "oracle", *BASELINES)],
+    ("dpo", "unaligned"),
+    ("reference_free", "dpo"),
+    ("dpo", "oracle"),
+)
+
+
+def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) -> pd.DataFrame:
+    """Paired differences (per-group metrics, gaps) and the gap's improvement in %, FairGen's metric.
+
+    ``improvement`` = 100 (gap of real only - gap of the method) / gap of real only, for the
+    per-group accuracy gap, with its paired-bootstrap interval (``verdicts.improvement``).
+    """
+    pairs = [(a, b) for a, b in COMPARED if a in reports_ and b in reports_]
+    table = paired_table(
+        reports_, pairs, attribute, metrics=PER_GROUP, gap_metrics=GAPS,
+        comparison="fairgen", setting=setting,
+    )  # fmt: skip
+    gains = []
+    for a, b in pairs:
+        if b != REAL_ONLY:
+            continue
+        gain = improvement(reports_[b], reports_[a], "gap_accuracy", attribute=attribute)
+        gains.append(
+            {
+                "a": a,
+                "b": b,
+                "group": "all",
+                "metric": "improvement",
+                "a_value": gain.method,
+                "b_value": gain.baseline,
+                "value": gain.percent,
+                "lo": gain.lo,
+                "hi": gain.hi,
+            }  # fmt: skip
+        )
+    gains = pd.DataFrame(gains).assign(comparison="fairgen", setting=setting)
+    gains["verdict"] = [verdict(r.lo, r.hi, higher_better=True) for r in gains.itertuples()]
+    return pd.concat([table, gains], ignore_index=True)
+
+
+def group_metrics(reports_: dict[str, Report], *, attribute: str) -> pd.DataFrame:
+    """Per method and group: accuracy, F1 and AUROC with 95% intervals, and the gaps."""
+    rows = []
+    for name, rep in reports_.items():
+        by = rep.by_group
+        by = by[(by["attribute"] == attribute) & by["metric"].isin(PER_GROUP)]
+        gaps = rep.gaps[(rep.gaps["attribute"] == attribute) & rep.gaps["metric"].isin(GAPS)]
+        rows += [by.assign(method=name), gaps.assign(method=name, group="all")]
+    return pd.concat(rows, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- reading the runs
+
+
+def rare_cell(scenario: Scenario) -> dict[str, str]:
+    """The rarest cell by construction: the audited minority with the positive finding."""
+    return {scenario.attribute: scenario.experiment.task.minority, FINDING: scenario.positive}
+
+
+def cell_images(cohort: Cohort, cell: dict[str, str], *, k: int) -> np.ndarray:
+    """The first ``k`` images of ``cohort`` in ``cell`` (fewer when the cell has fewer)."""
+    hit = np.ones(len(cohort), dtype=bool)
+    for column, value in cell.items():
+        hit &= cohort.meta[column].astype(str).to_numpy() == value
+    return np.asarray(cohort.images[np.flatnonzero(hit)[:k]])
+
+
+def improvements(comparisons_: pd.DataFrame) -> pd.DataFrame:
+    """The improvement rows with modality, split and method columns, and the paper's number."""
+    rows = comparisons_[comparisons_["metric"] == "improvement"].copy()
+    rows[["modality", "split"]] = rows["setting"].str.split(", ", expand=True)
+    return rows.rename(columns={"a": "method"}).assign(paper=lambda t: t["modality"].map(PAPER))
+
+
+def beta_sweep(
+    model: diffusion.ConditionalUNet,
+    rater: Rater,
+    scenario: Scenario,
+    preferences: tuple[pd.DataFrame, pd.DataFrame, np.ndarray],
+    *,
+    betas,
+    steps: int,
+    guidance: float,
+    sampling_steps: int,
+    seed: int,
+    device: str,
+    per_cell: int = 16,
+) -> pd.DataFrame:
+    """Per β and variant: the rater's score of fresh samples and the held-out preference accuracy."""
+    fit_pairs, test_pairs, images = preferences
+    plan = cells(scenario, rule="inverse").assign(synthesise=per_cell)
+    rows = []
+    for beta in tqdm(betas, desc="beta", leave=False):
+        for variant in MODELS[1:]:
+            tuned, _ = align(
+                model, fit_pairs, images, variant=variant, beta=beta, steps=steps, seed=seed,
+                device=device, checkpoint_dir=None,
+            )  # fmt: skip
+            drawn = synthesise(
+                tuned, plan, label=FINDING, classes=scenario.train.classes,
+                modality=scenario.train.modality, seed=seed, steps=sampling_steps,
+                guidance=guidance, progress=False,
+            )  # fmt: skip
+            score = rater.score(drawn.images, drawn.meta[[scenario.attribute, FINDING]])["score"]
+            hits = preference_accuracy(tuned, test_pairs, images, seed=seed)
+            for measure, values in (("rater score", score), ("preference accuracy", hits)):
+                rows.append(
+                    {"beta": beta, "variant": variant, "measure": measure, **_mean_interval(values)}
+                )
+    return pd.DataFrame(rows)
+
+
+def pooled_beta_sweep(table: pd.DataFrame) -> pd.DataFrame:
+    """The β sweep's mean over seeds per (β, variant, measure), with a seed-level t interval."""
+    rows = []
+    for (beta, variant, measure), part in table.groupby(["beta", "variant", "measure"]):
+        values = part["value"].to_numpy(float)
+        n, mean = len(values), float(values.mean())
+        half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+        rows.append(
+            {"beta": beta, "variant": variant, "measure": measure, "value": mean,
+             "lo": mean - half, "hi": mean + half, "n_seeds": n}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str) -> str:
+    """Per modality, in words read from the pooled rows: is FairGen's improvement reproduced?
+
+    FairGen's model is ``variant``; its improvement (test set, then external site) is set beside
+    the paper's, the oracle's and the registry baselines', each with its interval.
+    """
+
+    def row(setting, a, b, metric, group="all"):
+        hit = pooled[
+            (pooled["setting"] == setting) & (pooled["a"] == a) & (pooled["b"] == b)
+            & (pooled["metric"] == metric) & (pooled["group"].astype(str) == group)
+        ]  # fmt: skip
+        return None if hit.empty else hit.iloc[0]
+
+    def said(r, unit=""):
+        if r is None:
+            return "not measured"
+        number = (
+            f"{r.value:.1f}% [{r.lo:.1f}, {r.hi:.1f}]" if unit else interval(r.value, r.lo, r.hi)
+        )
+        return f"{number} ({r.verdict})"
+
+    lines = [f"Pooled over **{seeds} seed(s)**, {mode} mode; FairGen's model: `{variant}`."]
+    modalities = sorted({s.split(", ")[0] for s in pooled["setting"]})
+    for m in modalities:
+        test, external = f"{m}, test", f"{m}, external"
+        gain = row(test, variant, REAL_ONLY, "improvement")
+        gap = row(test, variant, REAL_ONLY, "gap_accuracy")
+        vs_oracle = row(test, variant, "oracle", "gap_accuracy")
+        oracle_gain = row(test, "oracle", REAL_ONLY, "improvement")
+        external_gain = row(external, variant, REAL_ONLY, "improvement")
+        lines.append(
+            f"- **{m}**: the accuracy gap shrinks by {said(gain, '%')} over real only "
+            f"(paper: {PAPER[m]}%), a gap difference of {said(gap)}; the oracle's "
+            f"improvement {said(oracle_gain, '%')}; {variant} − oracle gap {said(vs_oracle)}; "
+            f"external site {said(external_gain, '%')}; the registry's baselines "
+            + ", ".join(
+                f"{b} {said(row(test, b, REAL_ONLY, 'improvement'), '%')}" for b in BASELINES
+            )
+            + f". {_verdict_words(gain, PAPER[m], seeds)}"
+        )
+    return "\n".join(lines)
+
+
+def _verdict_words(gain, paper: float, seeds: int) -> str:
+    """Whether FairGen's improvement is reproduced: its direction, then its size."""
+    if gain is None or seeds < 5:
+        return "No verdict: fewer than five seeds."
+    if gain.verdict != "better":
+        return f"FairGen's improvement is **not reproduced** ({gain.verdict})."
+    inside = gain.lo <= paper <= gain.hi
+    size = "within" if inside else ("above" if paper > gain.hi else "below")
+    return f"FairGen's improvement is **reproduced in direction**; the paper's {paper}% is {size} our interval."
