@@ -117,9 +117,9 @@ def capped(plan: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def generator_and_judges(args, device: str):
     """Chapter 5's skin scenario, its generator trained briefly, its judges, the capped plan."""
-    quick = replace(settings("quick"), diffusion_steps=args.train_steps)
+    quick = replace(settings("quick"), fairgen_diffusion_steps=args.train_steps)
     scenario = study.setting("skin", quick, seed=0, device=device, minority_fraction=0.1,
-                             image_size=quick.synthesis_size)  # fmt: skip
+                             image_size=quick.fairgen_size)  # fmt: skip
     model, history = study.train_generator(scenario, settings=quick, checkpoint_dir=None,
                                            progress=False)  # fmt: skip
     val, train, test = (study.with_finding(c) for c in (scenario.val, scenario.train,
@@ -128,7 +128,7 @@ def generator_and_judges(args, device: str):
                              make_model=scenario.make_model, config=scenario.config())  # fmt: skip
     plan = capped(study.cells(scenario, rule="sqrt_inverse"), args.images)
     print(f"\nsynthesis: generator trained {args.train_steps} steps (last loss "
-          f"{history['loss'].iloc[-50:].mean():.3f}), {quick.synthesis_size} px, {device}; "
+          f"{history['loss'].iloc[-50:].mean():.3f}), {quick.fairgen_size} px, {device}; "
           f"plan of {plan['synthesise'].sum()} images:\n{plan.to_string(index=False)}")  # fmt: skip
     for row in rater.rater_validity(judges, test, n_boot=200, seed=0).itertuples():
         print(f"judge of {row.component}: balanced accuracy {row.balanced_accuracy:.1%} "

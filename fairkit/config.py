@@ -31,9 +31,10 @@ class Settings:
     diffusion_batch: int  # images per diffusion step
     diffusion_width: int  # channels of its first UNet level
     n_counterfactual: int  # test images given learned counterfactuals (each costs 12 passes)
-    synthesis_size: int  # FairGen's image side: three diffusion models train per chapter run
-    preference_pairs: int  # FairGen's preference pairs per (group, finding) cell
-    dpo_steps: int  # optimiser steps of Diffusion-DPO
+    fairgen_size: int  # FairGen's image side: three diffusion models train per chapter run
+    fairgen_diffusion_steps: int  # optimiser steps of each of FairGen's diffusion models
+    fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
+    fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO
 
 
 SETTINGS = {
@@ -52,9 +53,10 @@ SETTINGS = {
         diffusion_batch=64,
         diffusion_width=8,
         n_counterfactual=24,
-        synthesis_size=16,
-        preference_pairs=8,
-        dpo_steps=4,
+        fairgen_size=16,
+        fairgen_diffusion_steps=30,
+        fairgen_pairs=8,
+        fairgen_dpo_steps=4,
     ),
     "quick": Settings(
         n_train=2000,
@@ -71,9 +73,10 @@ SETTINGS = {
         diffusion_batch=64,
         diffusion_width=16,
         n_counterfactual=100,
-        synthesis_size=16,
-        preference_pairs=48,
-        dpo_steps=60,
+        fairgen_size=16,
+        fairgen_diffusion_steps=250,
+        fairgen_pairs=32,
+        fairgen_dpo_steps=50,
     ),
     "full": Settings(
         n_train=40000,
@@ -90,9 +93,10 @@ SETTINGS = {
         diffusion_batch=256,
         diffusion_width=64,
         n_counterfactual=500,
-        synthesis_size=64,
-        preference_pairs=500,
-        dpo_steps=2000,
+        fairgen_size=64,
+        fairgen_diffusion_steps=30000,
+        fairgen_pairs=500,
+        fairgen_dpo_steps=2000,
     ),
 }
 

@@ -84,7 +84,7 @@ from fairkit.synthesis import synthesise
 run = runs.start()
 run.banner()
 s = run.settings
-image_size = s.synthesis_size if image_size is None else image_size
+image_size = s.fairgen_size if image_size is None else image_size
 run_beta_sweep = mode == "full" if run_beta_sweep is None else run_beta_sweep
 scenarios = {
     m: study.setting(
@@ -160,7 +160,7 @@ display(validity.set_index(["modality", "instrument", "component"]).round(3))
 # %%
 preference_sets, aligned, alignment, agreement_seen = {}, {}, [], []
 for m, sc in scenarios.items():
-    pairs, images = study.preference_set(generators[m], raters_[m], sc, per_cell=s.preference_pairs,
+    pairs, images = study.preference_set(generators[m], raters_[m], sc, per_cell=s.fairgen_pairs,
                                          agreement=agreement, guidance=guidance, seed=seed)  # fmt: skip
     fit_pairs, test_pairs = study.held_out(pairs, fraction=0.25, seed=seed)
     preference_sets[m] = (fit_pairs, test_pairs, images)
@@ -170,7 +170,7 @@ for m, sc in scenarios.items():
     aligned[m] = {"unaligned": generators[m]}
     for name in MODELS[1:]:
         aligned[m][name], _ = study.align(generators[m], fit_pairs, images, variant=name, beta=beta,
-                                          steps=s.dpo_steps, seed=seed, device=run.device,
+                                          steps=s.fairgen_dpo_steps, seed=seed, device=run.device,
                                           checkpoint_dir=run.dir / m / name)  # fmt: skip
     alignment.append(study.alignment_table(aligned[m], test_pairs, images, attribute=sc.attribute,
                                            seed=seed).assign(modality=m))  # fmt: skip
@@ -329,7 +329,7 @@ display(run.save_figure(plots.improvement_forest(gains, title="Reduction of the 
 if run_beta_sweep:
     sweep_beta = run.save_table(
         study.beta_sweep(generators[m0], raters_[m0], scenarios[m0], preference_sets[m0],
-                         betas=betas, steps=s.dpo_steps, guidance=guidance, sampling_steps=sampling_steps,
+                         betas=betas, steps=s.fairgen_dpo_steps, guidance=guidance, sampling_steps=sampling_steps,
                          seed=seed, device=run.device),
         "beta_sweep",
     )  # fmt: skip

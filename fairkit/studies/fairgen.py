@@ -44,6 +44,7 @@ REAL_ONLY = "real only"
 BASELINES = ("resample", "groupdro")  # registered rebalancing methods trained on real images
 PER_GROUP = ("accuracy", "f1", "auroc")
 GAPS = ("gap_accuracy", "equalized_odds")
+UNDEFINED = "undefined: no gap to reduce"  # real only's gap interval reaches zero
 PAPER = {"skin": 95.9, "cxr": 80.0, "mri": 35.2}  # FairGen's reported improvement, in %
 
 
@@ -103,7 +104,7 @@ def train_generator(
         block_out_channels=levels,
     )
     config = DiffusionConfig(
-        steps=settings.diffusion_steps,
+        steps=settings.fairgen_diffusion_steps,
         batch_size=settings.diffusion_batch,
         seed=e.seed,
         device=e.device,
@@ -320,18 +321,23 @@ def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) ->
     """Paired differences (per-group metrics, gaps) and the gap's improvement in %, FairGen's metric.
 
     ``improvement`` = 100 (gap of real only - gap of the method) / gap of real only, for the
-    per-group accuracy gap, with its paired-bootstrap interval (``verdicts.improvement``).
+    per-group accuracy gap, with its paired-bootstrap interval (``verdicts.improvement``). A
+    percentage of a gap that may be zero is no measure: where real only's gap has an interval
+    reaching zero, the improvement is left empty (``UNDEFINED``), and pooling skips that seed.
     """
     pairs = [(a, b) for a, b in COMPARED if a in reports_ and b in reports_]
     table = paired_table(
         reports_, pairs, attribute, metrics=PER_GROUP, gap_metrics=GAPS,
         comparison="fairgen", setting=setting,
     )  # fmt: skip
+    base = reports_[REAL_ONLY].gaps.query("attribute == @attribute and metric == 'gap_accuracy'")
+    defined = bool(base["lo"].iloc[0] > 0)  # a gap to reduce: its interval excludes zero
     gains = []
     for a, b in pairs:
         if b != REAL_ONLY:
             continue
         gain = improvement(reports_[b], reports_[a], "gap_accuracy", attribute=attribute)
+        numbers = (gain.percent, gain.lo, gain.hi) if defined else (np.nan,) * 3
         gains.append(
             {
                 "a": a,
@@ -340,13 +346,11 @@ def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) ->
                 "metric": "improvement",
                 "a_value": gain.method,
                 "b_value": gain.baseline,
-                "value": gain.percent,
-                "lo": gain.lo,
-                "hi": gain.hi,
+                **dict(zip(("value", "lo", "hi"), numbers, strict=True)),
+                "verdict": verdict(*numbers[1:], higher_better=True) if defined else UNDEFINED,
             }  # fmt: skip
         )
     gains = pd.DataFrame(gains).assign(comparison="fairgen", setting=setting)
-    gains["verdict"] = [verdict(r.lo, r.hi, higher_better=True) for r in gains.itertuples()]
     return pd.concat([table, gains], ignore_index=True)
 
 
@@ -453,6 +457,8 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str) -> st
     def said(r, unit=""):
         if r is None:
             return "not measured"
+        if not np.isfinite(r.value):
+            return "undefined (real only has no gap to reduce)"
         number = (
             f"{r.value:.1f}% [{r.lo:.1f}, {r.hi:.1f}]" if unit else interval(r.value, r.lo, r.hi)
         )
