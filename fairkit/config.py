@@ -33,6 +33,7 @@ class Settings:
     n_counterfactual: int  # test images given learned counterfactuals (each costs 12 passes)
     fairgen_size: int  # FairGen's image side: three diffusion models train per chapter run
     fairgen_diffusion_steps: int  # optimiser steps of each of FairGen's diffusion models
+    fairgen_diffusion_batch: int  # images per step (quick: more, smaller steps learn faster)
     fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
     fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO
 
@@ -55,6 +56,7 @@ SETTINGS = {
         n_counterfactual=24,
         fairgen_size=16,
         fairgen_diffusion_steps=30,
+        fairgen_diffusion_batch=64,
         fairgen_pairs=8,
         fairgen_dpo_steps=4,
     ),
@@ -74,8 +76,9 @@ SETTINGS = {
         diffusion_width=16,
         n_counterfactual=100,
         fairgen_size=16,
-        fairgen_diffusion_steps=250,
-        fairgen_pairs=32,
+        fairgen_diffusion_steps=800,
+        fairgen_diffusion_batch=32,
+        fairgen_pairs=24,
         fairgen_dpo_steps=50,
     ),
     "full": Settings(
@@ -95,6 +98,7 @@ SETTINGS = {
         n_counterfactual=500,
         fairgen_size=64,
         fairgen_diffusion_steps=30000,
+        fairgen_diffusion_batch=256,
         fairgen_pairs=500,
         fairgen_dpo_steps=2000,
     ),

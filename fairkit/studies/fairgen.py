@@ -105,7 +105,7 @@ def train_generator(
     )
     config = DiffusionConfig(
         steps=settings.fairgen_diffusion_steps,
-        batch_size=settings.diffusion_batch,
+        batch_size=settings.fairgen_diffusion_batch,
         seed=e.seed,
         device=e.device,
         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
