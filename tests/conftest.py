@@ -34,6 +34,19 @@ def skin16():
 
 
 @pytest.fixture(scope="session")
+def skin_findings():
+    """Generated binary skin cohorts at 16 px with FairGen's ``finding`` column, by (n, seed)."""
+    from fairkit.data import synth
+    from fairkit.studies.fairgen import with_finding
+
+    def make(n: int, seed: int):
+        cohort = synth.generate("skin", n, seed=seed, image_size=16)
+        return with_finding(cohort.binarize(["melanoma", "bcc"], names=("benign", "malignant")))
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_unet():
     """Build a tiny conditional UNet (16 px, widths 8 and 16) conditioned on skin group and sex."""
     import torch

@@ -5,21 +5,12 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from fairkit.data import Cohort, synth
+from fairkit.data import Cohort
 from fairkit.fidelity import attribute_agreement, cell_fidelity, nearest_training
 from fairkit.models.classifier import backbone
 from fairkit.rater import Features, Rater
 
 BY = ["skin_group", "finding"]
-
-
-def skin_cohort(n: int, seed: int) -> Cohort:
-    """Generated skin images at 16 px, binary (benign/malignant), with a ``finding`` column."""
-    c = synth.generate("skin", n, seed=seed, image_size=16)
-    c = c.binarize(["melanoma", "bcc"], names=("benign", "malignant"))
-    return Cohort(
-        c.images, c.meta.assign(finding=np.asarray(c.classes)[c.labels]), c.modality, c.classes
-    )
 
 
 def noise_like(cohort: Cohort, seed: int = 0) -> Cohort:
@@ -47,8 +38,8 @@ def features():
 
 
 @pytest.fixture(scope="module")
-def real():
-    return skin_cohort(120, seed=0)
+def real(skin_findings):
+    return skin_findings(120, seed=0)
 
 
 def test_fid_of_a_set_with_itself_is_near_zero_and_larger_against_noise(features, real):

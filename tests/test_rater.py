@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from fairkit.data import Cohort, synth
+from fairkit.data import Cohort
 from fairkit.data.preferences import read_preferences, write_preferences
 from fairkit.models.classifier import backbone
 from fairkit.rater import (
@@ -20,15 +20,6 @@ from fairkit.rater import (
 from fairkit.training import TrainConfig
 
 CONDITIONS = ["skin_group", "finding"]
-
-
-def skin_cohort(n: int, seed: int) -> Cohort:
-    """Generated skin images at 16 px, binary (benign/malignant), with a ``finding`` column."""
-    c = synth.generate("skin", n, seed=seed, image_size=16)
-    c = c.binarize(["melanoma", "bcc"], names=("benign", "malignant"))
-    return Cohort(
-        c.images, c.meta.assign(finding=np.asarray(c.classes)[c.labels]), c.modality, c.classes
-    )
 
 
 def small_cnn(n_classes: int, channels: int = 3) -> nn.Module:
@@ -89,8 +80,8 @@ def toy_cohort(n: int = 40) -> Cohort:
 
 
 @pytest.fixture(scope="module")
-def data():
-    return skin_cohort(96, seed=0), skin_cohort(32, seed=1)
+def data(skin_findings):
+    return skin_findings(96, seed=0), skin_findings(32, seed=1)
 
 
 @pytest.fixture(scope="module")
