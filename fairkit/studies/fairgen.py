@@ -483,6 +483,15 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str) -> st
             )
             + f". {_verdict_words(gain, PAPER[m], seeds)}"
         )
+        groups = pooled[
+            (pooled["setting"] == test) & (pooled["a"] == variant) & (pooled["b"] == REAL_ONLY)
+            & (pooled["metric"] == "accuracy")
+        ]  # fmt: skip
+        lines.append(
+            f"  - Per-group accuracy, {variant} − real only: "
+            + "; ".join(f"{r.group} {said(r)}" for r in groups.itertuples())
+            + f". {_levelling(groups['verdict'].tolist(), gain)}"
+        )
     return "\n".join(lines)
 
 
@@ -495,3 +504,14 @@ def _verdict_words(gain, paper: float, seeds: int) -> str:
     inside = gain.lo <= paper <= gain.hi
     size = "within" if inside else ("above" if paper > gain.hi else "below")
     return f"FairGen's improvement is **reproduced in direction**; the paper's {paper}% is {size} our interval."
+
+
+def _levelling(group_verdicts: list[str], gain) -> str:
+    """Whether a narrower gap came from a group doing better or from another doing worse."""
+    if gain is None or gain.verdict != "better":
+        return ""
+    if "better" in group_verdicts:
+        return "The gap narrows with a group's accuracy raised."
+    if "worse" in group_verdicts:
+        return "**The gap narrows by levelling down**: no group gains accuracy, some lose it."
+    return "No group's accuracy changes detectably: the narrower gap is not a gain for any group."
