@@ -15,7 +15,7 @@ accuracy on held-out real images shown first) see the intended group and finding
 speed-up can be read at equal agreement. A briefly trained model, not a fresh one: the
 agreement of noise would say nothing.
 Usage: python benchmarks/fairgen.py [--part all|dpo|synthesis] [--pairs 32] [--size 32]
-    [--width 16] [--steps 10] [--images 64] [--train-steps 400] [--device auto]
+    [--width 16] [--steps 10] [--images 64] [--train-steps 800] [--device auto]
 """
 
 import argparse
@@ -181,7 +181,7 @@ def main():
     parser.add_argument("--width", type=int, default=16, help="DPO: UNet's first width")
     parser.add_argument("--steps", type=int, default=10, help="DPO: timed steps")
     parser.add_argument("--images", type=int, default=64, help="synthesis: the plan's cap")
-    parser.add_argument("--train-steps", type=int, default=400, help="synthesis: generator steps")
+    parser.add_argument("--train-steps", type=int, default=800, help="synthesis: generator steps")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
