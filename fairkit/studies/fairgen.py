@@ -36,7 +36,7 @@ from fairkit.training import (
     train_diffusion,
     train_preference,
 )
-from fairkit.verdicts import improvement, interval, paired_table, verdict
+from fairkit.verdicts import INCONCLUSIVE, improvement, interval, paired_table, verdict
 
 FINDING = "finding"  # the binary task's class name of each image: a condition of the generator
 MODELS = ("unaligned", "dpo", "reference_free")  # the generators whose images are compared
@@ -232,6 +232,16 @@ def _mean_interval(values: np.ndarray) -> dict:
     half = 1.96 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
     mean = float(values.mean())
     return {"value": mean, "lo": mean - half, "hi": mean + half, "n": len(values)}
+
+
+def withheld(agreement: pd.DataFrame, validity: pd.DataFrame) -> pd.DataFrame:
+    """The judges' agreement with the columns of an invalid judge emptied (NaN).
+
+    ``validity`` is ``rater.rater_validity``'s table for these judges: a component whose
+    balanced accuracy on real test images is not above chance cannot grade an image.
+    """
+    invalid = validity.loc[~validity["valid"].astype(bool), "component"]
+    return agreement.assign(**{f"{c}_agreement": np.nan for c in invalid})
 
 
 # --------------------------------------------------------------------------- the oracle
@@ -462,7 +472,9 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str) -> st
         number = (
             f"{r.value:.1f}% [{r.lo:.1f}, {r.hi:.1f}]" if unit else interval(r.value, r.lo, r.hi)
         )
-        return f"{number} ({r.verdict})"
+        n = getattr(r, "n_seeds", seeds)
+        defined = f"; defined in {n} of {seeds} seeds" if unit and n < seeds else ""
+        return f"{number} ({r.verdict}{defined})"
 
     lines = [f"Pooled over **{seeds} seed(s)**, {mode} mode; FairGen's model: `{variant}`."]
     modalities = sorted({s.split(", ")[0] for s in pooled["setting"]})
@@ -499,6 +511,8 @@ def _verdict_words(gain, paper: float, seeds: int) -> str:
     """Whether FairGen's improvement is reproduced: its direction, then its size."""
     if gain is None or seeds < 5:
         return "No verdict: fewer than five seeds."
+    if gain.verdict == INCONCLUSIVE:
+        return "No verdict: the improvement is defined in fewer than five seeds."
     if gain.verdict != "better":
         return f"FairGen's improvement is **not reproduced** ({gain.verdict})."
     inside = gain.lo <= paper <= gain.hi

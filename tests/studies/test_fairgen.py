@@ -80,3 +80,12 @@ def test_held_out_pairs_come_from_every_cell_and_leave_the_rest_to_align():
     fit, held = study.held_out(pairs, fraction=0.25, seed=0)
     assert len(fit) + len(held) == 40 and not set(fit["pair_id"]) & set(held["pair_id"])
     assert (held.groupby(["sex", "finding"]).size() == 2).all()  # a quarter of each cell's 10
+
+
+def test_an_invalid_judges_agreement_is_withheld():
+    agreement = pd.DataFrame({"sex": ["F", "M"], "group_agreement": [0.9, 0.8],
+                              "pathology_agreement": [0.7, 0.6], "n": [10, 10]})  # fmt: skip
+    validity = pd.DataFrame({"component": ["pathology", "group"], "valid": [True, False]})
+    shown = study.withheld(agreement, validity)
+    assert shown["group_agreement"].isna().all()
+    assert shown["pathology_agreement"].tolist() == [0.7, 0.6]
