@@ -2,13 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from fairkit.data import Cohort
 from fairkit.fidelity import attribute_agreement, cell_fidelity, nearest_training
 from fairkit.models.classifier import backbone
 from fairkit.rater import Features, Rater
+from tests.test_rater import Constant
 
 BY = ["skin_group", "finding"]
 
@@ -17,17 +17,6 @@ def noise_like(cohort: Cohort, seed: int = 0) -> Cohort:
     """Uniform noise images with the cohort's metadata (the same cells)."""
     images = np.random.default_rng(seed).integers(0, 256, cohort.images.shape, dtype=np.uint8)
     return Cohort(images, cohort.meta, cohort.modality, cohort.classes)
-
-
-class Constant(nn.Module):
-    """Always class ``k`` of two."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.k = k
-
-    def forward(self, x):
-        return nn.functional.one_hot(torch.full((len(x),), self.k), 2).float() * 5
 
 
 @pytest.fixture(scope="module")

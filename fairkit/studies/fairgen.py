@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm.auto import tqdm
 
 from fairkit import seeds
@@ -36,7 +35,14 @@ from fairkit.training import (
     train_diffusion,
     train_preference,
 )
-from fairkit.verdicts import INCONCLUSIVE, improvement, interval, paired_table, verdict
+from fairkit.verdicts import (
+    INCONCLUSIVE,
+    improvement,
+    interval,
+    paired_table,
+    pool_seeds,
+    verdict,
+)
 
 FINDING = "finding"  # the binary task's class name of each image: a condition of the generator
 MODELS = ("unaligned", "dpo", "reference_free")  # the generators whose images are compared
@@ -438,16 +444,8 @@ def beta_sweep(
 
 def pooled_beta_sweep(table: pd.DataFrame) -> pd.DataFrame:
     """The β sweep's mean over seeds per (β, variant, measure), with a seed-level t interval."""
-    rows = []
-    for (beta, variant, measure), part in table.groupby(["beta", "variant", "measure"]):
-        values = part["value"].to_numpy(float)
-        n, mean = len(values), float(values.mean())
-        half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
-        rows.append(
-            {"beta": beta, "variant": variant, "measure": measure, "value": mean,
-             "lo": mean - half, "hi": mean + half, "n_seeds": n}
-        )  # fmt: skip
-    return pd.DataFrame(rows)
+    pooled = pool_seeds(table.assign(metric=table["measure"]), by=["beta", "variant", "measure"])
+    return pooled[["beta", "variant", "measure", "value", "lo", "hi", "n_seeds"]]
 
 
 def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str) -> str:
