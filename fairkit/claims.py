@@ -42,6 +42,9 @@ class Claim:
 SPARE = "Xu et al. 2026 (SPARE)"
 SYNTHFAIR = "SynthFair 2025"
 FAIRGEN = "FairGen 2026"
+FAIRFM = "Queiroz et al. 2025 (fair foundation models review)"
+_GAPS = ("gap_accuracy", "equalized_odds")
+_SSL = ("probe, same_site", "fine-tune, same_site")  # studies.pipeline.arm labels
 _BASELINES = ("erm", "resample", "reweight", "groupdro", "in_group", "threshold (EOdds)")
 CLAIMS = (
     Claim(
@@ -140,6 +143,26 @@ CLAIMS = (
         "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
         "accuracy gap over real-only training: by 35.2% on brain MRI",
         (Evidence("fairgen", "mri, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+    ),
+    Claim(
+        FAIRFM,
+        "06_pipeline",
+        "Self-supervised pretraining is fairer than supervised training: smaller accuracy and "
+        "equalized-odds gaps (linear probe and fine-tuned, each modality's test set)",
+        tuple(
+            Evidence("pipeline", f"{m}, test", _SSL, ("supervised",), _GAPS, "better")
+            for m in ("skin", "cxr", "mri")
+        ),
+    ),
+    Claim(
+        FAIRFM,
+        "06_pipeline",
+        "Fine-tuning aligns a pretrained model with its target and narrows the gap: fine-tuned "
+        "against the linear probe of the same encoder",
+        tuple(
+            Evidence("pipeline", f"{m}, test", _SSL[1:], _SSL[:1], _GAPS, "better")
+            for m in ("skin", "cxr", "mri")
+        ),
     ),
 )
 

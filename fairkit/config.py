@@ -36,6 +36,11 @@ class Settings:
     fairgen_diffusion_batch: int  # images per step (quick: more, smaller steps learn faster)
     fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
     fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO
+    ssl_pool: int  # unlabelled images a self-supervised encoder pretrains on
+    ssl_steps: int  # its SimCLR optimiser steps
+    ssl_batch: int  # images per step (each seen in two views)
+    monitor_batches: int  # batches of a deployment stream (its time steps)
+    monitor_batch: int  # images per batch
 
 
 SETTINGS = {
@@ -59,6 +64,11 @@ SETTINGS = {
         fairgen_diffusion_batch=64,
         fairgen_pairs=8,
         fairgen_dpo_steps=4,
+        ssl_pool=128,
+        ssl_steps=3,
+        ssl_batch=32,
+        monitor_batches=8,
+        monitor_batch=32,
     ),
     "quick": Settings(
         n_train=2000,
@@ -80,6 +90,11 @@ SETTINGS = {
         fairgen_diffusion_batch=32,
         fairgen_pairs=24,
         fairgen_dpo_steps=50,
+        ssl_pool=4000,
+        ssl_steps=300,
+        ssl_batch=64,
+        monitor_batches=24,
+        monitor_batch=250,
     ),
     "full": Settings(
         n_train=40000,
@@ -101,6 +116,11 @@ SETTINGS = {
         fairgen_diffusion_batch=256,
         fairgen_pairs=500,
         fairgen_dpo_steps=2000,
+        ssl_pool=100000,
+        ssl_steps=20000,
+        ssl_batch=512,
+        monitor_batches=48,
+        monitor_batch=1000,
     ),
 }
 

@@ -20,7 +20,7 @@ from fairkit.data.bias import LabelNoise, Spurious, UnderRepresent
 from fairkit.fairness import Report, choose_threshold, report
 from fairkit.methods import Method, MethodPredictions
 from fairkit.models.classifier import backbone
-from fairkit.training import TrainConfig
+from fairkit.training import TrainConfig, predict
 
 BIAS_KINDS = ("none", "under", "spurious", "label_noise")
 
@@ -231,6 +231,28 @@ class Scenario:
     def predictions(self, method: str | Method) -> MethodPredictions:
         """Another method's predictions on this scenario (trained once by the experiment)."""
         return self.experiment.run(method, self.kind, self.strength)
+
+    def reports(
+        self, predictions: dict[str, MethodPredictions], *, split: str
+    ) -> dict[str, Report]:
+        """Each method's report on the balanced test set or on the external site, all paired.
+
+        On the external site every model predicts anew, at the threshold chosen on validation;
+        a method that makes its own decisions (post-processing) cannot, and is refused there.
+        """
+        e = self.experiment
+        if split == "test":
+            return {n: e.evaluate(p) for n, p in predictions.items()}
+        if split != "external":
+            raise ValueError(f"split must be 'test' or 'external'; got {split!r}")
+        own = [n for n, p in predictions.items() if "decision" in p.test or p.model is None]
+        if own:
+            raise ValueError(f"{own} decide on the test set only; they have no external result")
+        external = self.cohorts["external"]
+        return {
+            n: e.evaluate(replace(p, test=predict(p.model, external, device=e.device)))
+            for n, p in predictions.items()
+        }
 
     def remember(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """``compute()``'s value, once per key and scenario."""

@@ -308,7 +308,7 @@ metrics, comparisons = [], []
 for m, sc in scenarios.items():
     predictions = study.downstream(sc, {n: folders[m][n] for n in (*MODELS, "oracle")})
     for split in ("test", "external"):
-        reps = study.reports(sc, predictions, split=split)
+        reps = sc.reports(predictions, split=split)
         metrics.append(
             study.group_metrics(reps, attribute=sc.attribute).assign(modality=m, split=split)
         )

@@ -37,7 +37,7 @@ device = "auto"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import claims, plots, runs, verdicts
+from fairkit import claims, monitoring, plots, runs, verdicts
 
 run = runs.start()
 run.banner()
@@ -82,6 +82,25 @@ for claim in claims.CLAIMS:
         rows.assign(difference=verdicts.with_intervals(rows))[
             ["setting", "a", "b", "group", "metric", "difference", "n_seeds", "verdict"]
         ].set_index(["setting", "a", "b", "group", "metric"])
+    )
+
+# %% [markdown]
+# ## After deployment: the monitor
+# {doc}`06_pipeline` watches each modality's best model on a stationary stream and on a
+# drifting one, with a label-free estimate of each group's accuracy (NannyML's CBPE). Over the
+# seeds of its sweep: how often the monitor alarms on the stationary stream (false alarms),
+# in how many seeds it catches the drift and how soon, and how often its alarms agree with
+# those that the true labels would raise.
+
+# %%
+try:
+    monitored = runs.chapter_results("06_pipeline", "monitor_summary", mode=mode)
+except FileNotFoundError as err:
+    monitored = None
+    print(f"Not found: {err}")
+if monitored is not None:
+    display(
+        monitoring.pool_summaries(monitored).set_index(["modality", "stream", "group"]).round(3)
     )
 
 # %%

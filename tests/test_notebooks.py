@@ -4,9 +4,12 @@ users' runner."""
 import re
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 
 from fairkit import runs
+from fairkit.model_card import card_metrics, read_card
 from fairkit.runs.sweep import every_section
 
 from .conftest import ROOT
@@ -27,6 +30,24 @@ def test_smoke_chapter_runs(chapter, tmp_path):
         for output in cell.get("outputs", [])
     )
     assert shown >= len(list(run_dir.glob("*.png")))
+    if chapter == "06_pipeline":
+        _cards_hold_the_numbers_of_metrics_csv(run_dir)
+
+
+def _cards_hold_the_numbers_of_metrics_csv(run_dir):
+    """Each model card of the run has exactly the rows of its model in the run's metrics.csv."""
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    cards = sorted((run_dir / "cards").rglob("*.json"))
+    assert len(cards) == metrics.groupby(["modality", "method"]).ngroups
+    key = ["split", "group", "metric"]
+    for path in cards:
+        card = read_card(path)
+        name = card["model"].split(": ", 1)[1]
+        mine = metrics[(metrics["modality"] == card["modality"]) & (metrics["method"] == name)]
+        both = mine.merge(card_metrics(card), on=key, suffixes=("", "_card"), validate="1:1")
+        assert len(both) == len(mine) == len(card_metrics(card)), path.name
+        for column in ("value", "lo", "hi"):
+            np.testing.assert_allclose(both[column], both[f"{column}_card"], rtol=0, atol=1e-12)
 
 
 def test_every_notebook_is_in_the_toc():

@@ -12,6 +12,7 @@ from fairkit.methods.erm import ERM
 from fairkit.methods.in_group import InGroup
 from fairkit.methods.rebalance import GroupDRO, Resample, Reweight, inverse_frequency_weights
 from fairkit.methods.spare import Spare
+from fairkit.methods.ssl import Pretrained
 from fairkit.methods.threshold import GroupThresholds, Threshold, postprocess
 
 REGISTRY: dict[str, type] = {
@@ -22,6 +23,7 @@ REGISTRY: dict[str, type] = {
     "in_group": InGroup,  # one model per group, on that group's images only
     "threshold": Threshold,  # fairlearn's ThresholdOptimizer on ERM's scores
     "spare": Spare,  # group-specific models with boundary-distance weights (Xu et al. 2026)
+    "ssl": Pretrained,  # SimCLR pretraining on an unlabelled pool, then a linear probe or fine-tuning
     "augment": Augment,  # real images plus extra images of the rare cells (FairGen's synthetic ones, or the oracle's)
 }
 BASELINES = ("erm", "resample", "reweight", "groupdro", "in_group", "threshold")
@@ -43,6 +45,7 @@ __all__ = [
     "InGroup",
     "Method",  # the protocol: name + call(scenario) -> MethodPredictions
     "MethodPredictions",  # validation and test predictions of one method
+    "Pretrained",  # SimCLR-pretrained encoder, then a linear probe or fine-tuning
     "REGISTRY",  # method name -> its class
     "Resample",
     "Reweight",

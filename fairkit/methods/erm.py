@@ -11,6 +11,7 @@ from fairkit.training import TrainConfig, fit
 
 if TYPE_CHECKING:
     import numpy as np
+    from torch import nn
 
     from fairkit.data import Cohort
     from fairkit.experiment import Scenario
@@ -21,25 +22,35 @@ class ERM:
     """The baseline every mitigation is measured against.
 
     Subclasses change only how the loop trains (``training``): the sampler, the objective or
-    the sample weights; or what it trains on (``training_cohort``).
+    the sample weights; what it trains on (``training_cohort``); or the network it starts
+    from (``initial_model``).
     """
 
     name: str = "erm"
+    lr: float | None = None  # None: the experiment's; a study tunes it per method on validation
+
+    def config(self, scenario: Scenario, **changes) -> TrainConfig:
+        """The scenario's loop config with ``changes``, at this method's learning rate if set."""
+        return scenario.config(**({} if self.lr is None else {"lr": self.lr}), **changes)
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, np.ndarray | None]:
         """The loop's config and per-sample weights (None: all equal) for this scenario."""
-        return scenario.config(), None
+        return self.config(scenario), None
 
     def training_cohort(self, scenario: Scenario) -> Cohort:
         """The images the model trains on: the scenario's training cohort."""
         return scenario.train
+
+    def initial_model(self, scenario: Scenario) -> nn.Module:
+        """The network training starts from: a fresh one of the experiment's backbone."""
+        return scenario.make_model()
 
     def __call__(self, scenario: Scenario) -> MethodPredictions:
         """Train one model on ``training_cohort``; predict validation and test."""
         started = time.perf_counter()
         config, weights = self.training(scenario)
         model = fit(
-            scenario.make_model(),
+            self.initial_model(scenario),
             self.training_cohort(scenario),
             config=config,
             val=scenario.val,

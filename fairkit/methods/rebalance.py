@@ -30,7 +30,7 @@ class Resample(ERM):
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, None]:
         """Uniform sampling replaced by group-balanced sampling on the audited attribute."""
-        config = scenario.config(sampling="group_balanced", group_column=scenario.attribute)
+        config = self.config(scenario, sampling="group_balanced", group_column=scenario.attribute)
         return config, None
 
 
@@ -42,7 +42,9 @@ class Reweight(ERM):
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, np.ndarray]:
         """The plain config, with weights 1 / (group size)."""
-        return scenario.config(), inverse_frequency_weights(scenario.train.meta[scenario.attribute])
+        return self.config(scenario), inverse_frequency_weights(
+            scenario.train.meta[scenario.attribute]
+        )
 
 
 @dataclass(frozen=True)
@@ -53,4 +55,4 @@ class GroupDRO(ERM):
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, None]:
         """The GroupDRO objective over the audited attribute's groups."""
-        return scenario.config(objective="groupdro", group_column=scenario.attribute), None
+        return self.config(scenario, objective="groupdro", group_column=scenario.attribute), None

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from fairkit import seeds
 from fairkit.fairness import binary_labels, positive_scores
-from fairkit.methods.base import MethodPredictions, group_threshold_decisions
+from fairkit.methods.base import Method, MethodPredictions, group_threshold_decisions
 
 if TYPE_CHECKING:
     from fairkit.experiment import Scenario
@@ -27,7 +27,7 @@ class Threshold:
     """Group-specific thresholds for equalized odds, fitted on ``base``'s validation scores."""
 
     name: str = "threshold"
-    base: str = "erm"
+    base: str | Method = "erm"  # a registered name, or a method (e.g. ERM at a tuned rate)
 
     def __call__(self, scenario: Scenario) -> MethodPredictions:
         """``base``'s predictions (trained once by the experiment) with post-processed decisions."""

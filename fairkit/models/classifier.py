@@ -198,3 +198,36 @@ def _split_after_pools(layers: list[nn.Module]) -> list[nn.Sequential]:
     if current:
         blocks.append(nn.Sequential(*current))
     return blocks
+
+
+def encoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """The network split into its feature encoder (images to pooled features) and linear head.
+
+    Both share the model's modules: training the encoder (self-supervised pretraining) trains
+    the model's, and freezing it freezes the model's (a linear probe).
+    """
+    *body, last = stages(model)
+    *pooling, head = list(last)
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"{type(model).__name__} does not end in a linear head; found {head}")
+    return nn.Sequential(*body, *pooling), head
+
+
+class Frozen(nn.Module):
+    """A module held fixed: no gradients, and in eval mode even when its parent trains.
+
+    Eval mode keeps BatchNorm's running statistics as they are, so a linear probe leaves every
+    weight and buffer of the encoder unchanged.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> Frozen:
+        """Stay in eval mode whatever the parent asks."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen module's output."""
+        return self.module(x)

@@ -19,6 +19,7 @@ from fairkit.plots.metrics import (
     method_table,
     shortcut_bars,
 )
+from fairkit.plots.pipeline import monitor_timeline, stage_forest
 from fairkit.plots.spare import mixing_curve, sharing_curve, temperature_curves, weight_histograms
 from fairkit.plots.style import GROUP_COLORS, as_display, palette, set_theme
 
@@ -39,6 +40,7 @@ __all__ = [
     "improvement_forest",  # percent improvements with intervals, clipped axis, paper lines
     "method_table",  # methods against worst-group scores and gaps
     "mixing_curve",  # a group's own model against out-of-group data
+    "monitor_timeline",  # a label-free performance estimate per group over time, with alarms
     "nearest_pairs",  # synthetic images over their nearest training images
     "palette",  # colours for an attribute's values
     "preference_accuracy",  # held-out preference pairs ranked like the rater, per group
@@ -49,6 +51,7 @@ __all__ = [
     "set_theme",  # the book's one seaborn theme
     "sharing_curve",  # per-group F1 and cost against shared stages
     "shortcut_bars",  # AUROC before and after removing an artifact
+    "stage_forest",  # what each pipeline stage's intervention does to a gap, with intervals
     "temperature_curves",  # SPARE's temperature: validation choice and test F1
     "weight_histograms",  # SPARE weights per target group
 ]

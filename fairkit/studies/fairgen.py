@@ -30,7 +30,6 @@ from fairkit.synthesis import missing_cells, synthesise
 from fairkit.training import (
     DiffusionConfig,
     PreferenceConfig,
-    predict,
     preference_accuracy,
     train_diffusion,
     train_preference,
@@ -303,25 +302,6 @@ def downstream(
     return {
         name: scenario.predictions(method)
         for name, method in tqdm(runs.items(), desc="downstream", leave=False)
-    }
-
-
-def reports(
-    scenario: Scenario, predictions: dict[str, MethodPredictions], *, split: str
-) -> dict[str, Report]:
-    """Each method's report on the balanced test set or the external site, paired.
-
-    The external site's predictions use the same validation threshold as the test set's.
-    """
-    e = scenario.experiment
-    if split == "test":
-        return {n: e.evaluate(p) for n, p in predictions.items()}
-    if split != "external":
-        raise ValueError(f"split must be 'test' or 'external'; got {split!r}")
-    external = scenario.cohorts["external"]
-    return {
-        n: e.evaluate(replace(p, test=predict(p.model, external, device=e.device)))
-        for n, p in predictions.items()
     }
 
 

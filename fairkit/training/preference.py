@@ -33,7 +33,7 @@ from torch import nn
 from fairkit import seeds
 from fairkit.data.preferences import checked_pairs
 from fairkit.models.diffusion import ConditionalUNet, batch_for, to_model_range
-from fairkit.training.diffusion import check_resume, run_steps
+from fairkit.training.steps import check_resume, run_steps
 
 VARIANTS = ("dpo", "reference_free")
 

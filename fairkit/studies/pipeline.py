@@ -1,0 +1,363 @@
+"""Chapter 6, fairness across the pipeline: data, pretraining, adaptation, mitigation, monitoring.
+
+The fair-foundation-model review (Queiroz et al. 2025) argues that fairness needs an
+intervention at every stage of a model's life, that self-supervised pretraining tends to be
+fairer than supervised training, and that fine-tuning aligns a pretrained model with its
+target. One modality at a time, on a training set whose minority is rare (``setting``), the
+chapter trains each stage's arm (``arms``): supervised training from scratch, SimCLR encoders
+pretrained on three unlabelled pools then probed or fine-tuned, a rebalancing mitigation and a
+post-processing; all are paired on the same test patients (``comparisons``), and the stage
+table (``stages``) reads what each intervention buys from those rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from fairkit import seeds
+from fairkit.config import Settings
+from fairkit.data import Cohort, concat, synth
+from fairkit.data.bias import UnderRepresent
+from fairkit.experiment import Experiment, Scenario
+from fairkit.fairness import Report, auroc, binary_labels, choose_threshold, positive_scores
+from fairkit.methods import ERM, Method, MethodPredictions, Pretrained, Resample, Threshold
+from fairkit.methods.ssl import ADAPTATIONS, POOLS
+from fairkit.training import predict
+from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, interval, paired_table
+
+SUPERVISED = "supervised"
+PER_GROUP = ("accuracy", "auroc")
+GAPS = ("gap_accuracy", "gap_auroc", "equalized_odds")
+SHORT = {"linear_probe": "probe", "fine_tune": "fine-tune"}
+PAPER = "Queiroz et al. 2025"
+SHIFTS = ("site", "group_mix", "prevalence")  # what changes in the deployment stream
+
+
+def setting(
+    modality: str, settings: Settings, *, seed: int, device: str, minority_fraction: float
+) -> Scenario:
+    """The chapter's scenario: the audited minority a ``minority_fraction`` of training."""
+    experiment = Experiment(modality, settings, seed, device)
+    return experiment.scenario("under", minority_fraction)
+
+
+def arm(adaptation: str, pool: str) -> str:
+    """The label of a pretrained arm, e.g. ``probe, same_site``."""
+    return f"{SHORT[adaptation]}, {pool}"
+
+
+def arms(pools=POOLS, *, checkpoint_dir: str | None = None) -> dict[str, Method]:
+    """Every stage's arm by label: supervised, pretrained × adaptation, mitigation, post-processing.
+
+    All train on the same labelled images with the same loop, epochs and validation-chosen
+    threshold; the supervised arm is the control each intervention is paired with.
+    """
+    out: dict[str, Method] = {SUPERVISED: ERM()}
+    for pool in pools:
+        for adaptation in ADAPTATIONS:
+            out[arm(adaptation, pool)] = Pretrained(
+                adaptation=adaptation, pool=pool, checkpoint_dir=checkpoint_dir
+            )
+    out["resample"] = Resample()
+    out["threshold"] = Threshold()
+    return out
+
+
+COMPARED = (  # (a, b, stage): what each intervention is measured against
+    *[(arm(a, "same_site"), SUPERVISED, "pretraining") for a in ADAPTATIONS],
+    (arm("linear_probe", "no_minority"), arm("linear_probe", "same_site"), "pretraining"),
+    (arm("linear_probe", "other_site"), arm("linear_probe", "same_site"), "pretraining"),
+    *[(arm("fine_tune", p), arm("linear_probe", p), "adaptation") for p in POOLS],
+    ("resample", SUPERVISED, "mitigation"),
+    ("threshold", SUPERVISED, "post-processing"),
+)
+
+
+def tuned(scenario: Scenario, method: ERM, lrs) -> tuple[ERM, pd.DataFrame]:
+    """``method`` at the learning rate of ``lrs`` whose model has the best validation AUROC.
+
+    Every arm is tuned on its own grid and on validation data only (overall AUROC, not a
+    fairness criterion), so no arm wins by its settings. Returns the chosen method and one row
+    per rate.
+    """
+    rows = []
+    for lr in lrs:
+        val = scenario.predictions(replace(method, lr=float(lr))).val
+        y = binary_labels(val, scenario.positive)
+        rows.append(
+            {"lr": float(lr), "val_auroc": auroc(y, positive_scores(val, scenario.positive))}
+        )
+    table = pd.DataFrame(rows)
+    return replace(method, lr=float(table.loc[table["val_auroc"].idxmax(), "lr"])), table
+
+
+def train_arms(
+    scenario: Scenario, arms_: dict[str, Method], *, lrs, probe_lrs
+) -> tuple[dict[str, MethodPredictions], pd.DataFrame]:
+    """Each arm's predictions at its own tuned learning rate, and the tuning table.
+
+    Linear probes are tuned over ``probe_lrs``, whole networks over ``lrs`` (``tuned``);
+    post-processing acts on the tuned supervised model.
+    """
+    chosen, tables = {}, []
+    for label, method in arms_.items():
+        if isinstance(method, Threshold):
+            chosen[label] = replace(method, base=chosen[SUPERVISED])
+            continue
+        probe = getattr(method, "adaptation", None) == "linear_probe"
+        chosen[label], table = tuned(scenario, method, probe_lrs if probe else lrs)
+        tables.append(table.assign(arm=label, chosen=table["lr"] == chosen[label].lr))
+    predictions = {label: scenario.predictions(m) for label, m in chosen.items()}
+    return predictions, pd.concat(tables, ignore_index=True)
+
+
+def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) -> pd.DataFrame:
+    """Paired differences a - b of ``COMPARED`` (per group and gaps), with their stage."""
+    rows = [
+        paired_table(
+            reports_,
+            [(a, b)],
+            attribute,
+            metrics=PER_GROUP,
+            gap_metrics=GAPS,
+            comparison="pipeline",
+            setting=setting,
+        ).assign(stage=stage)
+        for a, b, stage in COMPARED
+        if a in reports_ and b in reports_
+    ]
+    return pd.concat(rows, ignore_index=True)
+
+
+def group_metrics(reports_: dict[str, Report], *, attribute: str) -> pd.DataFrame:
+    """Per arm and group: accuracy and AUROC with 95% intervals, and the gaps (group ``all``)."""
+    rows = []
+    for name, rep in reports_.items():
+        by = rep.by_group
+        by = by[(by["attribute"] == attribute) & by["metric"].isin(PER_GROUP)]
+        gaps = rep.gaps[(rep.gaps["attribute"] == attribute) & rep.gaps["metric"].isin(GAPS)]
+        rows += [by.assign(method=name), gaps.assign(method=name, group="all")]
+    return pd.concat(rows, ignore_index=True)
+
+
+def intended_use(scenario: Scenario) -> str:
+    """A model card's intended use: the task, the population and that it is a study model."""
+    task = scenario.experiment.task
+    return (
+        f"Research on fairness: {task.names[1]} vs {task.names[0]} in synthetic "
+        f"{scenario.experiment.modality} images of the causal model's training sites, audited "
+        f"on {scenario.attribute.replace('_', ' ')}. Not for clinical use."
+    )
+
+
+def best_arm(metrics: pd.DataFrame, *, split: str = "test") -> str:
+    """The arm with the highest worst-group AUROC on ``split`` (the model the book's card shows)."""
+    rows = metrics[(metrics["split"] == split) & (metrics["metric"] == "auroc")]
+    worst = rows.groupby("method")["value"].min()
+    return str(worst.idxmax())
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+def shifted_population(scenario: Scenario, shift: str, *, n: int, seed: int) -> Cohort:
+    """``n`` images of the population a stream drifts towards, from the causal model.
+
+    ``site``: the shifted site (another device and population); ``group_mix``: the audited
+    minority only; ``prevalence``: the positive finding only.
+    """
+    e = scenario.experiment
+    common = {"seed": seed, "image_size": e.settings.image_size}
+    if shift == "site":
+        return e.binary(synth.generate(e.modality, n, do={"site": "X"}, **common))
+    if shift == "group_mix":
+        minority = UnderRepresent(scenario.attribute, e.task.minority, 1.0)
+        return e.binary(synth.generate(e.modality, n, under=minority, **common))
+    if shift == "prevalence":
+        for factor in (4, 8, 16, 32):  # enough draws for n positives at any prevalence above 3%
+            pool = e.binary(synth.generate(e.modality, factor * n, **common))
+            positive = np.flatnonzero(pool.labels == 1)
+            if len(positive) >= n:
+                return pool.subset(positive[:n])
+        raise ValueError(
+            f"prevalence shift: {len(positive)} positives in {factor * n} draws, need {n}"
+        )
+    raise ValueError(f"shift must be one of {SHIFTS}; got {shift!r}")
+
+
+def deployment_stream(
+    scenario: Scenario, fractions: np.ndarray, *, shift: str, batch_size: int, name: str
+) -> Cohort:
+    """A stream of batches from the training sites, a fraction of each from the shifted population.
+
+    ``fractions`` (``monitoring.shifted_batches``) gives each batch's shifted share; the
+    stream's ``batch`` column is its time step. Each stream draws on its own seed stream.
+    """
+    from fairkit.monitoring import stream_rows
+
+    e = scenario.experiment
+    n = len(fractions) * batch_size
+    n_shifted = int(np.ceil(np.asarray(fractions) * batch_size).sum())
+    base = e.binary(synth.generate(e.modality, n, seed=seeds.stream(e.seed, name, "base"),
+                                   image_size=e.settings.image_size))  # fmt: skip
+    shifted = (
+        shifted_population(
+            scenario, shift, n=max(n_shifted, 1), seed=seeds.stream(e.seed, name, "shifted")
+        )  # fmt: skip
+        if n_shifted
+        else None
+    )
+    rows = stream_rows(len(base), 0 if shifted is None else len(shifted), fractions,
+                       batch_size=batch_size, seed=seeds.stream(e.seed, name, "rows"))  # fmt: skip
+    parts = []
+    for source, cohort in (("base", base), ("shifted", shifted)):
+        picked = rows[rows["source"] == source]
+        if len(picked):
+            part = cohort.subset(picked["row"].to_numpy())
+            part.meta["batch"] = picked["batch"].to_numpy()
+            parts.append(part)
+    stream = concat(parts)
+    order = np.argsort(stream.meta["batch"].to_numpy(), kind="stable")
+    return stream.subset(order)
+
+
+def watch(
+    scenario: Scenario,
+    predictions: MethodPredictions,
+    *,
+    shift: str,
+    n_batches: int,
+    batch_size: int,
+    onset: int,
+    ramp: int,
+    magnitude: float,
+    device: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A trained model monitored per group on a stationary and on a drifting stream.
+
+    The reference is a labelled stationary stream of as many batches (the model's check before
+    deployment); both streams are scored by NannyML's label-free estimate at the model's
+    validation threshold (``fairkit.monitoring.monitor``). Returns the monitor's table and its
+    summary (false-alarm rate, detection, delay), each with a ``stream`` column.
+    """
+    from fairkit.monitoring import monitor, shifted_batches
+
+    threshold = choose_threshold(predictions.val, positive=scenario.positive)
+
+    def scored(name: str, start: int | None) -> pd.DataFrame:
+        fractions = shifted_batches(n_batches, onset=start, ramp=ramp, magnitude=magnitude)
+        stream = deployment_stream(scenario, fractions, shift=shift, batch_size=batch_size,
+                                   name=name)  # fmt: skip
+        return predict(predictions.model, stream, device=device)
+
+    reference = scored("reference", None)
+    tables, summaries = [], []
+    for name, start in (("stationary", None), (f"{shift} shift", onset)):
+        watched = monitor(reference, scored(name, start), attribute=scenario.attribute,
+                          positive=scenario.positive, threshold=threshold)  # fmt: skip
+        tables.append(watched.table.assign(stream=name))
+        summaries.append(watched.summary(onset=start).assign(stream=name))
+    return pd.concat(tables, ignore_index=True), pd.concat(summaries, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- reading the runs
+
+
+def _row(pooled: pd.DataFrame, a: str, b: str, metric: str, setting: str) -> pd.Series | None:
+    hit = pooled[
+        (pooled["a"] == a)
+        & (pooled["b"] == b)
+        & (pooled["metric"] == metric)
+        & (pooled["group"] == "all")
+        & (pooled["setting"] == setting)
+    ]
+    return hit.iloc[0] if len(hit) else None
+
+
+def stages(
+    pooled: pd.DataFrame, *, modalities, metric: str = "gap_accuracy", split: str = "test"
+) -> pd.DataFrame:
+    """The stage-by-stage table: per stage and modality, what the intervention does to a gap.
+
+    Read from the pooled (or one run's) comparison rows: the paired difference of ``metric``
+    against the stage's control with its interval, the number of seeds and the verdict.
+    """
+    rows = []
+    for a, b, stage in COMPARED:
+        for modality in modalities:
+            row = _row(pooled, a, b, metric, f"{modality}, {split}")
+            if row is None:
+                continue
+            rows.append(
+                {
+                    "stage": stage,
+                    "intervention": f"{a} vs {b}",
+                    "modality": modality,
+                    metric: interval(row["value"], row["lo"], row["hi"]),
+                    "seeds": int(row.get("n_seeds", 1)),
+                    "verdict": row["verdict"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _levelled_down(pooled: pd.DataFrame, a: str, b: str, setting: str) -> bool:
+    """Whether a narrower gap came with no group's accuracy rising (every group's a - b <= 0)."""
+    rows = pooled[(pooled["a"] == a) & (pooled["b"] == b) & (pooled["setting"] == setting)
+                  & (pooled["metric"] == "accuracy") & (pooled["group"] != "all")]  # fmt: skip
+    return len(rows) > 0 and bool((rows["value"].astype(float) <= 0).all())
+
+
+def _said(pooled: pd.DataFrame, a: str, b: str, setting: str, *, smaller: str, larger: str) -> str:
+    """How ``a``'s accuracy gap compares with ``b``'s, in the verdict's words, with its interval."""
+    row = _row(pooled, a, b, "gap_accuracy", setting)
+    if row is None:
+        return "was not measured"
+    numbers = interval(row["value"], row["lo"], row["hi"])
+    seeds = int(row.get("n_seeds", 1))
+    if seeds < MIN_SEEDS or row["verdict"] == INCONCLUSIVE:
+        return f"is inconclusive with {seeds} seed(s) ({numbers}; five are needed for a verdict)"
+    if row["verdict"] == "better":
+        how = (
+            " by levelling down: no group's accuracy rises"
+            if _levelled_down(pooled, a, b, setting)
+            else ""
+        )
+        return f"{smaller}{how}: {numbers}"
+    if row["verdict"] == "worse":
+        return f"{larger}: {numbers}"
+    return f"shows no detectable difference: {numbers}"
+
+
+def findings(pooled: pd.DataFrame, *, modalities, seeds: int, mode: str) -> str:
+    """*What we found*, per modality, from the pooled comparisons (``value [lo, hi]`` of gaps)."""
+    source = (
+        f"Pooled over {seeds} seeds of the {mode}-mode sweep"
+        if seeds > 1
+        else f"This {mode}-mode run alone (no sweep kept for these parameters)"
+    )
+    lines = [
+        f"{source}; a difference is a gap of the first arm minus the second (negative: the "
+        "first is fairer), with its 95% interval. The review's claims are stated for "
+        "foundation models pretrained on millions of images; ours pretrain a small encoder on "
+        "a few thousand, so a negative result bounds what pretraining buys at this scale, not "
+        "in general."
+    ]
+    probe, tune = arm("linear_probe", "same_site"), arm("fine_tune", "same_site")
+    for modality in modalities:
+        where = f"{modality}, test"
+        lines.append(
+            f"- **{modality}**: the SSL linear probe's accuracy gap against supervised training "
+            + _said(pooled, probe, SUPERVISED, where, smaller="is smaller (SSL fairer)", larger="is larger (SSL less fair)")
+            + "; fine-tuned, against supervised, it "
+            + _said(pooled, tune, SUPERVISED, where, smaller="is smaller", larger="is larger")
+            + "; fine-tuning against the probe "
+            + _said(pooled, tune, probe, where, smaller="narrows the gap", larger="widens the gap")
+            + "; a pool without the minority, against one with it, "
+            + _said(pooled, arm("linear_probe", "no_minority"), probe, where, smaller="narrows the gap", larger="widens the gap")
+            + "."
+        )  # fmt: skip
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fairkit.config import settings
+from fairkit.experiment import Experiment
+from fairkit.methods import ERM, MethodPredictions
+from fairkit.studies import pipeline as study
+
+PROBE = study.arm("linear_probe", "same_site")
+TUNE = study.arm("fine_tune", "same_site")
+
+
+def _pooled(rows, n_seeds=5):
+    """Pooled comparison rows: (a, b, group, metric, value, lo, hi, verdict)."""
+    table = pd.DataFrame(
+        rows, columns=["a", "b", "group", "metric", "value", "lo", "hi", "verdict"]
+    )
+    return table.assign(setting="skin, test", comparison="pipeline", n_seeds=n_seeds)
+
+
+def test_findings_call_a_narrower_gap_with_no_group_better_off_levelling_down():
+    pooled = _pooled([
+        (PROBE, study.SUPERVISED, "all", "gap_accuracy", -0.10, -0.15, -0.05, "better"),
+        (PROBE, study.SUPERVISED, "dark", "accuracy", -0.02, -0.05, 0.01, "no detectable difference"),
+        (PROBE, study.SUPERVISED, "light", "accuracy", -0.12, -0.15, -0.09, "worse"),
+        (TUNE, PROBE, "all", "gap_accuracy", 0.08, 0.03, 0.12, "worse"),
+    ])  # fmt: skip
+    text = study.findings(pooled, modalities=["skin"], seeds=5, mode="quick")
+    assert "is smaller (SSL fairer) by levelling down" in text
+    assert "-0.100 [-0.150, -0.050]" in text
+    assert "fine-tuning against the probe widens the gap: 0.080 [0.030, 0.120]" in text
+    assert "was not measured" in text  # fine-tune vs supervised is absent
+    lifted = pooled.assign(value=np.where(pooled["group"] == "dark", 0.05, pooled["value"]))
+    assert "levelling down" not in study.findings(
+        lifted, modalities=["skin"], seeds=5, mode="quick"
+    )
+
+
+def test_findings_give_no_verdict_under_five_seeds():
+    pooled = _pooled([(PROBE, study.SUPERVISED, "all", "gap_accuracy", -0.1, -0.15, -0.05, "better")],
+                     n_seeds=1)  # fmt: skip
+    text = study.findings(pooled, modalities=["skin"], seeds=1, mode="quick")
+    assert "inconclusive with 1 seed(s)" in text and "SSL fairer" not in text
+    assert "run alone" in text
+
+
+def test_the_stage_table_reads_each_intervention_against_its_control():
+    pooled = _pooled([
+        ("resample", study.SUPERVISED, "all", "gap_accuracy", -0.05, -0.08, -0.02, "better"),
+        ("threshold", study.SUPERVISED, "all", "gap_accuracy", 0.01, -0.02, 0.04, "no detectable difference"),
+        ("threshold", study.SUPERVISED, "all", "gap_auroc", 0.3, 0.2, 0.4, "worse"),
+    ])  # fmt: skip
+    table = study.stages(pooled, modalities=["skin", "cxr"])
+    assert list(table["stage"]) == ["mitigation", "post-processing"]
+    assert list(table["gap_accuracy"]) == ["-0.050 [-0.080, -0.020]", "0.010 [-0.020, 0.040]"]
+    assert list(table["verdict"]) == ["better", "no detectable difference"]
+
+
+@dataclass(frozen=True)
+class _Scored(ERM):
+    """A method whose validation AUROC peaks at lr 0.01 (no training)."""
+
+    name: str = "scored"
+
+    def __call__(self, scenario):
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, 2, 200)
+        noise = abs(np.log10(self.lr) + 2) * 3 + 0.1  # least noise at 1e-2
+        score = 1 / (1 + np.exp(-(2 * y - 1) - noise * rng.normal(size=200)))
+        val = pd.DataFrame({"y_true": y, "y_pred": (score > 0.5).astype(int),
+                            "score_benign": 1 - score, "score_malignant": score})  # fmt: skip
+        return MethodPredictions(self.name, val, val)
+
+
+def test_each_arm_is_tuned_on_its_own_grid_by_validation_auroc():
+    scenario = Experiment("skin", settings("smoke"), seed=0, device="cpu").scenario("none")
+    chosen, table = study.tuned(scenario, _Scored(), [0.001, 0.01, 0.1])
+    assert chosen.lr == 0.01
+    assert table["val_auroc"].idxmax() == 1 and len(table) == 3
+
+
+def test_the_summary_claims_name_the_arms_this_study_trains():
+    from fairkit import claims
+
+    labels = set(study.arms())
+    for claim in claims.CLAIMS:
+        for evidence in claim.evidence:
+            if evidence.comparison == "pipeline":
+                assert set(evidence.a) | set(evidence.b) <= labels
