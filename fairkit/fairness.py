@@ -541,3 +541,21 @@ def tidy(frame: MetricFrame) -> pd.DataFrame:
     return by_group.reset_index().melt(
         id_vars=by_group.index.names, var_name="metric", value_name="value"
     )
+
+
+def metric_rows(
+    reports: dict[str, Report], *, attribute: str, metrics, gap_metrics
+) -> pd.DataFrame:
+    """Per method and group of ``attribute``: ``metrics`` with 95% intervals, and the gaps.
+
+    One tidy table of several reports (``method`` names each): the ``by_group`` rows of
+    ``metrics`` and the ``gaps`` rows of ``gap_metrics`` (group ``all``), as chapters save them
+    in ``metrics.csv``.
+    """
+    rows = []
+    for name, rep in reports.items():
+        by = rep.by_group
+        by = by[(by["attribute"] == attribute) & by["metric"].isin(metrics)]
+        gaps = rep.gaps[(rep.gaps["attribute"] == attribute) & rep.gaps["metric"].isin(gap_metrics)]
+        rows += [by.assign(method=name), gaps.assign(method=name, group="all")]
+    return pd.concat(rows, ignore_index=True)

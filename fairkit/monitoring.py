@@ -397,14 +397,15 @@ def pool_summaries(summaries: pd.DataFrame) -> pd.DataFrame:
     """The label-free monitor over seeds, per modality, stream and group.
 
     ``summaries`` holds ``Monitor.summary`` rows with ``modality``, ``stream`` and ``seed``:
-    the mean false-alarm rate, the share of seeds in which the drift was detected, the median
-    delay to the first alarm and the agreement with the alarms that true labels give.
+    the mean false-alarm rate, the share of seeds in which the drift was detected (and in which
+    the true labels would flag it), the median delay to the first alarm and the agreement with
+    the alarms that true labels give.
     """
     rows = []
     for (modality, stream, group), part in summaries.groupby(
         ["modality", "stream", "group"], sort=False
     ):
-        rate = float(np.mean(part["false_alarm_rate"]))
+        rate = float(np.nanmean(part["false_alarm_rate"]))
         detected = float(np.mean(part["detected"]))
         rows.append(
             {
@@ -415,6 +416,7 @@ def pool_summaries(summaries: pd.DataFrame) -> pd.DataFrame:
                 "detected": detected,
                 "median_delay": float(np.nanmedian(part["delay"])) if part["delay"].notna().any() else np.nan,
                 "agreement": float(np.mean(part["agreement"])),
+                "realised_detected": float(np.mean(part["realised_detected"])),
                 "seeds": part["seed"].nunique(),
             }
         )  # fmt: skip

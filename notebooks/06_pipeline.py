@@ -230,34 +230,24 @@ display(summaries.set_index(["modality", "stream", "group"]).round(3))
 # Every comparison of this run is saved as `comparisons.csv`; the verdicts pool the seeds of the
 # sweep kept in `results/` (`make study`): the mean paired difference over seeds with its
 # seed-level 95% t interval. **better** / **worse** only when that interval excludes zero with
-# at least five seeds.
+# at least five seeds. The stage table gathers the chapter: the datasheet, each intervention
+# against its control, and the monitor on the drifting stream (pooled over the same seeds).
 
 # %%
 KEYS = verdicts.COMPARISON_KEYS
-sweep = run.sweep_table("comparisons")
+sweep, monitored = run.sweep_table("comparisons"), run.sweep_table("monitor_summary")
 if sweep is not None:
     pooled = run.save_table(
         verdicts.beside_run(verdicts.pool_seeds(sweep, by=KEYS), comparisons), "verdicts"
     )
-    display(
-        Markdown(
-            study.findings(pooled, modalities=modalities, seeds=sweep["seed"].nunique(), mode=mode)
-        )
-    )
-    display(
-        study.stages(pooled, modalities=modalities).set_index(["stage", "intervention", "modality"])
-    )
-    monitored = run.sweep_table("monitor_summary")
-    if monitored is not None:
-        display(
-            monitoring.pool_summaries(monitored).set_index(["modality", "stream", "group"]).round(3)
-        )
+    seeds_pooled = sweep["seed"].nunique()
 else:
-    display(
-        Markdown(
-            study.findings(comparisons.assign(n_seeds=1), modalities=modalities, seeds=1, mode=mode)
-        )
-    )
+    pooled, seeds_pooled, monitored = comparisons.assign(n_seeds=1), 1, summaries
+display(Markdown(study.findings(pooled, modalities=modalities, seeds=seeds_pooled, mode=mode)))
+rates = monitoring.pool_summaries(monitored)
+display(study.stages(pooled, modalities=modalities, datasheets=sheets, monitored=rates)
+        .set_index(["stage", "intervention", "modality"]))  # fmt: skip
+display(rates.set_index(["modality", "stream", "group"]).round(3))
 
 # %% [markdown]
 # ## Try it

@@ -274,6 +274,7 @@ def test_pool_summaries_pools_the_seeds_per_stream_and_group():
         "false_alarm_rate": [0.0, 0.1, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0],
         "detected": [False] * 4 + [True, False, True, True],
         "delay": [np.nan] * 4 + [1, np.nan, 3, 2], "agreement": 1.0,
+        "realised_detected": [False] * 4 + [True] * 4,
     })  # fmt: skip
     rates = pool_summaries(summaries).set_index(["stream", "group"])
     assert rates.loc[("stationary", "light"), "false_alarm_rate"] == pytest.approx(0.1)
@@ -281,3 +282,4 @@ def test_pool_summaries_pools_the_seeds_per_stream_and_group():
     assert rates.loc[("site shift", "light"), "detected"] == 0.5
     assert rates.loc[("site shift", "dark"), "median_delay"] == 2.0
     assert rates.loc[("site shift", "dark"), "seeds"] == 2
+    assert rates.loc[("site shift", "light"), "realised_detected"] == 1.0

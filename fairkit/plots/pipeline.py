@@ -57,7 +57,7 @@ def stage_forest(table: pd.DataFrame, *, metric: str, title: str, xlabel: str):
         ax.set_xlabel(xlabel)
     axes[0, 0].set_yticks(np.arange(len(labels)), labels)
     axes[0, 0].invert_yaxis()
-    axes[0, -1].legend(title="test split", loc="lower right", fontsize=8)
+    axes[0, -1].legend(title="test split", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -69,7 +69,8 @@ def monitor_timeline(table: pd.DataFrame, *, attribute: str, onset: int | None, 
 
     Args:
         table: ``Monitor.table`` rows: group, batch, estimated, realised, lower_threshold,
-            upper_threshold, alarm (bool); optionally a ``stream`` column (one panel each).
+            upper_threshold, alarm and realised_alarm (bools); optionally a ``stream`` column
+            (one panel each).
         attribute: The group attribute (fixes the groups' colours).
         onset: The batch at which the drift starts (a dotted line), None for none.
         title: The figure's title.
@@ -77,10 +78,11 @@ def monitor_timeline(table: pd.DataFrame, *, attribute: str, onset: int | None, 
 
     Returns:
         One panel per stream: lines for the estimate, dots for the realised value, the shaded
-        band between the alarm thresholds and a cross on each alarm.
+        band between the alarm thresholds, a cross on each alarm and a ring where the realised
+        value leaves the band (what the labels would flag).
     """
     require_columns(table, ["group", "batch", "estimated", "realised", "lower_threshold",
-                            "upper_threshold", "alarm"], figure="monitor_timeline")  # fmt: skip
+                            "upper_threshold", "alarm", "realised_alarm"], figure="monitor_timeline")  # fmt: skip
     table = table if "stream" in table else table.assign(stream="stream")
     streams = list(pd.unique(table["stream"]))
     colours = palette(attribute, sorted(table["group"].unique(), key=str))
@@ -98,14 +100,19 @@ def monitor_timeline(table: pd.DataFrame, *, attribute: str, onset: int | None, 
                     label=f"{group}: realised (true labels)")  # fmt: skip
             hit = rows[rows["alarm"].astype(bool)]
             ax.plot(hit["batch"], hit["estimated"], "x", color="#C0392B", ms=8, mew=2)
+            seen = rows[rows["realised_alarm"].astype(bool)]
+            ax.plot(seen["batch"], seen["realised"], "o", mfc="none", mec="#C0392B", ms=8, mew=1.2)
         if onset is not None and stream != "stationary":
             ax.axvline(onset, color="0.2", ls=":", lw=1.2)
         ax.set_title(stream)
         ax.set_xlabel("batch of the deployment stream (time)")
     axes[0, 0].set_ylabel(ylabel)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    handles.append(plt.Line2D([], [], ls="", marker="x", color="#C0392B", mew=2))
-    labels.append("alarm")
+    handles += [
+        plt.Line2D([], [], ls="", marker="x", color="#C0392B", mew=2),
+        plt.Line2D([], [], ls="", marker="o", mfc="none", mec="#C0392B", ms=8),
+    ]
+    labels += ["alarm (estimate outside the band)", "what true labels would flag"]
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     sns.despine(fig)
     fig.suptitle(title)

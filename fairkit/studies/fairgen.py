@@ -22,7 +22,7 @@ from fairkit import seeds
 from fairkit.config import Settings
 from fairkit.data import Cohort, concat, synth
 from fairkit.experiment import Experiment, Scenario
-from fairkit.fairness import Report
+from fairkit.fairness import Report, metric_rows
 from fairkit.methods import Augment, MethodPredictions
 from fairkit.models import diffusion
 from fairkit.rater import Rater, rate_pairs
@@ -352,13 +352,7 @@ def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) ->
 
 def group_metrics(reports_: dict[str, Report], *, attribute: str) -> pd.DataFrame:
     """Per method and group: accuracy, F1 and AUROC with 95% intervals, and the gaps."""
-    rows = []
-    for name, rep in reports_.items():
-        by = rep.by_group
-        by = by[(by["attribute"] == attribute) & by["metric"].isin(PER_GROUP)]
-        gaps = rep.gaps[(rep.gaps["attribute"] == attribute) & rep.gaps["metric"].isin(GAPS)]
-        rows += [by.assign(method=name), gaps.assign(method=name, group="all")]
-    return pd.concat(rows, ignore_index=True)
+    return metric_rows(reports_, attribute=attribute, metrics=PER_GROUP, gap_metrics=GAPS)
 
 
 # --------------------------------------------------------------------------- reading the runs

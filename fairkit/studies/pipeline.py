@@ -22,7 +22,14 @@ from fairkit.config import Settings
 from fairkit.data import Cohort, concat, synth
 from fairkit.data.bias import UnderRepresent
 from fairkit.experiment import Experiment, Scenario
-from fairkit.fairness import Report, auroc, binary_labels, choose_threshold, positive_scores
+from fairkit.fairness import (
+    Report,
+    auroc,
+    binary_labels,
+    choose_threshold,
+    metric_rows,
+    positive_scores,
+)
 from fairkit.methods import ERM, Method, MethodPredictions, Pretrained, Resample, Threshold
 from fairkit.methods.ssl import ADAPTATIONS, POOLS
 from fairkit.training import predict
@@ -134,13 +141,7 @@ def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) ->
 
 def group_metrics(reports_: dict[str, Report], *, attribute: str) -> pd.DataFrame:
     """Per arm and group: accuracy and AUROC with 95% intervals, and the gaps (group ``all``)."""
-    rows = []
-    for name, rep in reports_.items():
-        by = rep.by_group
-        by = by[(by["attribute"] == attribute) & by["metric"].isin(PER_GROUP)]
-        gaps = rep.gaps[(rep.gaps["attribute"] == attribute) & rep.gaps["metric"].isin(GAPS)]
-        rows += [by.assign(method=name), gaps.assign(method=name, group="all")]
-    return pd.concat(rows, ignore_index=True)
+    return metric_rows(reports_, attribute=attribute, metrics=PER_GROUP, gap_metrics=GAPS)
 
 
 def intended_use(scenario: Scenario) -> str:
@@ -278,29 +279,56 @@ def _row(pooled: pd.DataFrame, a: str, b: str, metric: str, setting: str) -> pd.
 
 
 def stages(
-    pooled: pd.DataFrame, *, modalities, metric: str = "gap_accuracy", split: str = "test"
+    pooled: pd.DataFrame,
+    *,
+    modalities,
+    datasheets: pd.DataFrame | None = None,
+    monitored: pd.DataFrame | None = None,
+    metric: str = "gap_accuracy",
+    split: str = "test",
 ) -> pd.DataFrame:
-    """The stage-by-stage table: per stage and modality, what the intervention does to a gap.
+    """The stage-by-stage table: per stage and modality, what each intervention buys.
 
-    Read from the pooled (or one run's) comparison rows: the paired difference of ``metric``
-    against the stage's control with its interval, the number of seeds and the verdict.
+    Data: the datasheet's share of the audited minority in training (``datasheets``: the
+    chapter's composition rows with a ``modality`` column). Pretraining to post-processing:
+    the paired difference of ``metric`` against the stage's control, read from the pooled (or
+    one run's) comparison rows, with its interval, seeds and verdict. Monitoring: the
+    label-free monitor on the drifting stream (``monitored``: ``monitoring.pool_summaries``
+    rows), against what the true labels flag.
     """
     rows = []
+    if datasheets is not None:
+        for modality in modalities:
+            sheet = datasheets[datasheets["modality"] == modality]
+            if sheet.empty:
+                continue
+            rare = sheet.loc[sheet["share"].idxmin()]
+            rows.append({"stage": "data", "intervention": "datasheet of the training set",
+                         "modality": modality,
+                         "what it buys": f"{rare['group']}: {rare['share']:.1%} of {int(sheet['n'].sum())} "
+                                         "training images, documented",
+                         "seeds": 1, "verdict": "documented"})  # fmt: skip
     for a, b, stage in COMPARED:
         for modality in modalities:
             row = _row(pooled, a, b, metric, f"{modality}, {split}")
-            if row is None:
+            if row is not None:
+                rows.append({"stage": stage, "intervention": f"{a} vs {b}", "modality": modality,
+                             "what it buys": f"{metric} {interval(row['value'], row['lo'], row['hi'])}",
+                             "seeds": int(row.get("n_seeds", 1)), "verdict": row["verdict"]})  # fmt: skip
+    if monitored is not None:
+        drifting = monitored[monitored["stream"] != "stationary"]
+        for modality in modalities:
+            part = drifting[drifting["modality"] == modality]
+            if part.empty:
                 continue
-            rows.append(
-                {
-                    "stage": stage,
-                    "intervention": f"{a} vs {b}",
-                    "modality": modality,
-                    metric: interval(row["value"], row["lo"], row["hi"]),
-                    "seeds": int(row.get("n_seeds", 1)),
-                    "verdict": row["verdict"],
-                }
-            )
+            said = "; ".join(
+                f"{r.group}: alarms in {r.detected:.0%} of seeds, labels flag {r.realised_detected:.0%}, "
+                f"false alarms {r.false_alarm_rate:.3f}"
+                for r in part.itertuples()
+            )  # fmt: skip
+            rows.append({"stage": "monitoring", "intervention": f"label-free monitor, {part['stream'].iloc[0]}",
+                         "modality": modality, "what it buys": said, "seeds": int(part["seeds"].max()),
+                         "verdict": "—"})  # fmt: skip
     return pd.DataFrame(rows)
 
 

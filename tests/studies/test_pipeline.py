@@ -46,16 +46,24 @@ def test_findings_give_no_verdict_under_five_seeds():
     assert "run alone" in text
 
 
-def test_the_stage_table_reads_each_intervention_against_its_control():
+def test_the_stage_table_reads_each_stage_from_the_runs():
     pooled = _pooled([
         ("resample", study.SUPERVISED, "all", "gap_accuracy", -0.05, -0.08, -0.02, "better"),
         ("threshold", study.SUPERVISED, "all", "gap_accuracy", 0.01, -0.02, 0.04, "no detectable difference"),
         ("threshold", study.SUPERVISED, "all", "gap_auroc", 0.3, 0.2, 0.4, "worse"),
     ])  # fmt: skip
-    table = study.stages(pooled, modalities=["skin", "cxr"])
-    assert list(table["stage"]) == ["mitigation", "post-processing"]
-    assert list(table["gap_accuracy"]) == ["-0.050 [-0.080, -0.020]", "0.010 [-0.020, 0.040]"]
-    assert list(table["verdict"]) == ["better", "no detectable difference"]
+    sheets = pd.DataFrame({"modality": "skin", "attribute": "skin_group", "group": ["dark", "light"],
+                           "n": [200, 1800], "share": [0.1, 0.9]})  # fmt: skip
+    rates = pd.DataFrame({"modality": "skin", "stream": ["stationary", "prevalence shift"],
+                          "group": "dark", "false_alarm_rate": [0.0, 0.05], "detected": [0.0, 0.4],
+                          "realised_detected": [0.0, 1.0], "seeds": 5})  # fmt: skip
+    table = study.stages(pooled, modalities=["skin", "cxr"], datasheets=sheets, monitored=rates)
+    assert list(table["stage"]) == ["data", "mitigation", "post-processing", "monitoring"]
+    assert table["what it buys"].iloc[0] == "dark: 10.0% of 2000 training images, documented"
+    assert list(table["what it buys"].iloc[1:3]) == ["gap_accuracy -0.050 [-0.080, -0.020]",
+                                                     "gap_accuracy 0.010 [-0.020, 0.040]"]  # fmt: skip
+    assert list(table["verdict"].iloc[1:3]) == ["better", "no detectable difference"]
+    assert "dark: alarms in 40% of seeds, labels flag 100%" in table["what it buys"].iloc[3]
 
 
 @dataclass(frozen=True)
