@@ -245,9 +245,12 @@ class Scenario:
             return {n: e.evaluate(p) for n, p in predictions.items()}
         if split != "external":
             raise ValueError(f"split must be 'test' or 'external'; got {split!r}")
-        own = [n for n, p in predictions.items() if "decision" in p.test or p.model is None]
+        own = [n for n, p in predictions.items() if "decision" in p.test]
         if own:
             raise ValueError(f"{own} decide on the test set only; they have no external result")
+        modelless = [n for n, p in predictions.items() if p.model is None]
+        if modelless:
+            raise ValueError(f"{modelless} keep no single model to predict the external site with")
         external = self.cohorts["external"]
         return {
             n: e.evaluate(replace(p, test=predict(p.model, external, device=e.device)))

@@ -3,7 +3,8 @@
 After deployment the labels come late or never, so a group's performance is *estimated* from the
 model's scores alone: NannyML's CBPE (confidence-based performance estimation) reads the
 expected confusion matrix off calibrated scores, chunk by chunk. Each group gets its own
-estimator, fitted on that group's reference (test-set) predictions, and its own alarm band: the
+estimator, fitted on that group's reference predictions (labelled data from before the drift,
+such as a labelled stationary stream), and its own alarm band: the
 mean of the reference chunks' realised metric +- ``std_multiplier`` standard deviations. Where the
 stream's labels are known (the causal model knows them), NannyML's ``PerformanceCalculator``
 gives the realised metric on the same chunks, so every estimated alarm can be checked against a
@@ -254,7 +255,8 @@ def monitor(
     fitted on the group's reference chunks, so each group drifts against its own band.
 
     Args:
-        reference: predictions with true labels from before deployment (the test set), with
+        reference: predictions with true labels from before the drift (e.g. a labelled
+            stationary stream of the deployment sites), with
             integer pseudo-batches in ``batch_column`` (at least two per group).
         stream: predictions on the deployment stream; ``batch_column`` is each row's time step.
         attribute: the protected attribute whose groups are monitored separately.

@@ -63,6 +63,20 @@ def verdict(lo: float, hi: float, *, higher_better: bool) -> str:
     return VERDICTS[2]
 
 
+NARROWING = ("raised", "levelled down", "no gain")
+
+
+def narrowing(group_verdicts) -> str:
+    """How a gap that narrowed came about, from each group's verdict on the metric.
+
+    "raised": some group does detectably better; "levelled down": none does and some do worse;
+    "no gain": no group changes detectably. A narrower gap is a fairness gain only when raised.
+    """
+    if "better" in group_verdicts:
+        return NARROWING[0]
+    return NARROWING[1] if "worse" in group_verdicts else NARROWING[2]
+
+
 @dataclass(frozen=True)
 class Difference:
     """A paired difference A - B of one metric on one test set, with its 95% interval."""

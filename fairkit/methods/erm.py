@@ -29,6 +29,12 @@ class ERM:
     name: str = "erm"
     lr: float | None = None  # None: the experiment's; a study tunes it per method on validation
 
+    def __post_init__(self):
+        if self.lr is not None and not (
+            isinstance(self.lr, float | int) and 0 < self.lr < float("inf")
+        ):
+            raise ValueError(f"{self.name}: lr must be a positive number or None; got {self.lr!r}")
+
     def config(self, scenario: Scenario, **changes) -> TrainConfig:
         """The scenario's loop config with ``changes``, at this method's learning rate if set."""
         return scenario.config(**({} if self.lr is None else {"lr": self.lr}), **changes)

@@ -96,6 +96,7 @@ class Pretrained(ERM):
     checkpoint_dir: str | None = None  # pretraining checkpoints, in <modality>/<pool> below it
 
     def __post_init__(self):
+        super().__post_init__()
         if self.adaptation not in ADAPTATIONS:
             raise ValueError(f"adaptation must be one of {ADAPTATIONS}; got {self.adaptation!r}")
         if self.pool not in POOLS:

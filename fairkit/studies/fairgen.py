@@ -38,6 +38,7 @@ from fairkit.verdicts import (
     INCONCLUSIVE,
     improvement,
     interval,
+    narrowing,
     paired_table,
     pool_seeds,
     verdict,
@@ -496,8 +497,8 @@ def _levelling(group_verdicts: list[str], gain) -> str:
     """Whether a narrower gap came from a group doing better or from another doing worse."""
     if gain is None or gain.verdict != "better":
         return ""
-    if "better" in group_verdicts:
-        return "The gap narrows with a group's accuracy raised."
-    if "worse" in group_verdicts:
-        return "**The gap narrows by levelling down**: no group gains accuracy, some lose it."
-    return "No group's accuracy changes detectably: the narrower gap is not a gain for any group."
+    return {
+        "raised": "The gap narrows with a group's accuracy raised.",
+        "levelled down": "**The gap narrows by levelling down**: no group gains accuracy, some lose it.",
+        "no gain": "No group's accuracy changes detectably: the narrower gap is not a gain for any group.",
+    }[narrowing(group_verdicts)]

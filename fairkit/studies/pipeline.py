@@ -33,14 +33,17 @@ from fairkit.fairness import (
 from fairkit.methods import ERM, Method, MethodPredictions, Pretrained, Resample, Threshold
 from fairkit.methods.ssl import ADAPTATIONS, POOLS
 from fairkit.training import predict
-from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, interval, paired_table
+from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, interval, narrowing, paired_table
 
 SUPERVISED = "supervised"
 PER_GROUP = ("accuracy", "auroc")
 GAPS = ("gap_accuracy", "gap_auroc", "equalized_odds")
 SHORT = {"linear_probe": "probe", "fine_tune": "fine-tune"}
 PAPER = "Queiroz et al. 2025"
-SHIFTS = ("site", "group_mix", "prevalence")  # what changes in the deployment stream
+SHIFTS = ("site", "group_mix", "prevalence")
+OTHER_SITE_POOL = (
+    "other_site"  # its images come from the external site  # what changes in the deployment stream
+)
 
 
 def setting(
@@ -90,6 +93,8 @@ def tuned(scenario: Scenario, method: ERM, lrs) -> tuple[ERM, pd.DataFrame]:
     fairness criterion), so no arm wins by its settings. Returns the chosen method and one row
     per rate.
     """
+    if not len(lrs):
+        raise ValueError(f"{method.name}: the learning-rate grid is empty")
     rows = []
     for lr in lrs:
         val = scenario.predictions(replace(method, lr=float(lr))).val
@@ -98,6 +103,8 @@ def tuned(scenario: Scenario, method: ERM, lrs) -> tuple[ERM, pd.DataFrame]:
             {"lr": float(lr), "val_auroc": auroc(y, positive_scores(val, scenario.positive))}
         )
     table = pd.DataFrame(rows)
+    if table["val_auroc"].isna().all():
+        raise ValueError(f"{method.name}: no rate of {list(lrs)} gave a validation AUROC")
     return replace(method, lr=float(table.loc[table["val_auroc"].idxmax(), "lr"])), table
 
 
@@ -112,6 +119,8 @@ def train_arms(
     chosen, tables = {}, []
     for label, method in arms_.items():
         if isinstance(method, Threshold):
+            if SUPERVISED not in chosen:
+                raise ValueError(f"{label!r} post-processes {SUPERVISED!r}; list that arm first")
             chosen[label] = replace(method, base=chosen[SUPERVISED])
             continue
         probe = getattr(method, "adaptation", None) == "linear_probe"
@@ -122,7 +131,13 @@ def train_arms(
 
 
 def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) -> pd.DataFrame:
-    """Paired differences a - b of ``COMPARED`` (per group and gaps), with their stage."""
+    """Paired differences a - b of ``COMPARED`` (per group and gaps), with their stage.
+
+    On the external site (a ``setting`` ending in "external") arms pretrained on the other-site
+    pool are left out: that pool is the external site's population, so their external result
+    is domain adaptation, not external validation.
+    """
+    external = setting.endswith("external")
     rows = [
         paired_table(
             reports_,
@@ -134,7 +149,7 @@ def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) ->
             setting=setting,
         ).assign(stage=stage)
         for a, b, stage in COMPARED
-        if a in reports_ and b in reports_
+        if a in reports_ and b in reports_ and not (external and OTHER_SITE_POOL in a + b)
     ]
     return pd.concat(rows, ignore_index=True)
 
@@ -154,11 +169,44 @@ def intended_use(scenario: Scenario) -> str:
     )
 
 
-def best_arm(metrics: pd.DataFrame, *, split: str = "test") -> str:
-    """The arm with the highest worst-group AUROC on ``split`` (the model the book's card shows)."""
-    rows = metrics[(metrics["split"] == split) & (metrics["metric"] == "auroc")]
-    worst = rows.groupby("method")["value"].min()
-    return str(worst.idxmax())
+def card_caveats(method: Method, settings: Settings) -> list[str]:
+    """What a model card must add for a pretrained arm: the pool it was pretrained on."""
+    if not isinstance(method, Pretrained):
+        return []
+    what = {"same_site": "the training sites at their natural group mix",
+            "no_minority": "the training sites without the audited minority",
+            "other_site": "the shifted site, which is also the external test site (its external "
+                          "result is domain adaptation, not external validation)"}[method.pool]  # fmt: skip
+    return [
+        f"The encoder was pretrained (SimCLR, {settings.ssl_steps} steps) on {settings.ssl_pool} "
+        f"unlabelled images of {what}; "
+        + ("it is frozen (a linear probe)." if method.adaptation == "linear_probe" else "it was then fine-tuned.")
+    ]  # fmt: skip
+
+
+def best_arm(scenario: Scenario, predictions: dict[str, MethodPredictions], candidates) -> str:
+    """Among ``candidates``, the arm with the highest worst-group AUROC on *validation* data.
+
+    The chapter's card and monitor show this model; choosing it on the test set would make its
+    test numbers optimistic. Post-processed arms (own decisions) are not candidates.
+    """
+    worst = {}
+    for name in candidates:
+        val = predictions[name].val
+        if "decision" in val:
+            continue
+        y, scores = binary_labels(val, scenario.positive), positive_scores(val, scenario.positive)
+        groups = val[scenario.attribute].to_numpy()
+        worst[name] = min(auroc(y[groups == g], scores[groups == g]) for g in np.unique(groups))
+    if not worst:
+        raise ValueError(f"no candidate among {list(candidates)} has its own model and scores")
+    return max(worst, key=worst.get)
+
+
+def always_trained(pools) -> list[str]:
+    """The arms every run trains, whatever ``run_pool_ablation`` says (the first pool's)."""
+    first = list(pools)[0]
+    return [SUPERVISED, arm("linear_probe", first), arm("fine_tune", first), "resample"]
 
 
 # --------------------------------------------------------------------------- deployment
@@ -199,6 +247,8 @@ def deployment_stream(
     """
     from fairkit.monitoring import stream_rows
 
+    if shift not in SHIFTS:
+        raise ValueError(f"shift must be one of {SHIFTS}; got {shift!r}")
     e = scenario.experiment
     n = len(fractions) * batch_size
     n_shifted = int(np.ceil(np.asarray(fractions) * batch_size).sum())
@@ -312,31 +362,42 @@ def stages(
         for modality in modalities:
             row = _row(pooled, a, b, metric, f"{modality}, {split}")
             if row is not None:
+                seeds = int(row.get("n_seeds", 1))
+                words = (
+                    row["verdict"]
+                    if seeds >= MIN_SEEDS
+                    else f"{INCONCLUSIVE} (this run: {row['verdict']})"
+                )
                 rows.append({"stage": stage, "intervention": f"{a} vs {b}", "modality": modality,
                              "what it buys": f"{metric} {interval(row['value'], row['lo'], row['hi'])}",
-                             "seeds": int(row.get("n_seeds", 1)), "verdict": row["verdict"]})  # fmt: skip
+                             "seeds": seeds, "verdict": words})  # fmt: skip
     if monitored is not None:
-        drifting = monitored[monitored["stream"] != "stationary"]
         for modality in modalities:
-            part = drifting[drifting["modality"] == modality]
-            if part.empty:
+            part = monitored[monitored["modality"] == modality]
+            drifting = part[part["stream"] != "stationary"]
+            quiet = part[part["stream"] == "stationary"].set_index("group")["false_alarm_rate"]
+            if drifting.empty:
                 continue
             said = "; ".join(
                 f"{r.group}: alarms in {r.detected:.0%} of seeds, labels flag {r.realised_detected:.0%}, "
-                f"false alarms {r.false_alarm_rate:.3f}"
-                for r in part.itertuples()
+                f"false alarms {quiet.get(r.group, float('nan')):.3f} of stationary batches"
+                for r in drifting.itertuples()
             )  # fmt: skip
-            rows.append({"stage": "monitoring", "intervention": f"label-free monitor, {part['stream'].iloc[0]}",
+            rows.append({"stage": "monitoring", "intervention": f"label-free monitor, {drifting['stream'].iloc[0]}",
                          "modality": modality, "what it buys": said, "seeds": int(part["seeds"].max()),
                          "verdict": "—"})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _levelled_down(pooled: pd.DataFrame, a: str, b: str, setting: str) -> bool:
-    """Whether a narrower gap came with no group's accuracy rising (every group's a - b <= 0)."""
+def _how_narrowed(pooled: pd.DataFrame, a: str, b: str, setting: str) -> str:
+    """Words for a narrower gap: levelling down unless some group's accuracy is detectably higher."""
     rows = pooled[(pooled["a"] == a) & (pooled["b"] == b) & (pooled["setting"] == setting)
                   & (pooled["metric"] == "accuracy") & (pooled["group"] != "all")]  # fmt: skip
-    return len(rows) > 0 and bool((rows["value"].astype(float) <= 0).all())
+    return {
+        "raised": "",
+        "levelled down": " by levelling down: no group's accuracy rises, some fall",
+        "no gain": ", with no group's accuracy detectably higher",
+    }[narrowing(list(rows["verdict"]))]
 
 
 def _said(pooled: pd.DataFrame, a: str, b: str, setting: str, *, smaller: str, larger: str) -> str:
@@ -349,12 +410,7 @@ def _said(pooled: pd.DataFrame, a: str, b: str, setting: str, *, smaller: str, l
     if seeds < MIN_SEEDS or row["verdict"] == INCONCLUSIVE:
         return f"is inconclusive with {seeds} seed(s) ({numbers}; five are needed for a verdict)"
     if row["verdict"] == "better":
-        how = (
-            " by levelling down: no group's accuracy rises"
-            if _levelled_down(pooled, a, b, setting)
-            else ""
-        )
-        return f"{smaller}{how}: {numbers}"
+        return f"{smaller}{_how_narrowed(pooled, a, b, setting)}: {numbers}"
     if row["verdict"] == "worse":
         return f"{larger}: {numbers}"
     return f"shows no detectable difference: {numbers}"
@@ -372,7 +428,9 @@ def findings(pooled: pd.DataFrame, *, modalities, seeds: int, mode: str) -> str:
         "first is fairer), with its 95% interval. The review's claims are stated for "
         "foundation models pretrained on millions of images; ours pretrain a small encoder on "
         "a few thousand, so a negative result bounds what pretraining buys at this scale, not "
-        "in general."
+        "in general. The training-site pool holds the minority at its natural share, not at "
+        "its share of the labelled set, so SSL against supervised also means more (unlabelled) "
+        "minority images; the pool without the minority separates the two."
     ]
     probe, tune = arm("linear_probe", "same_site"), arm("fine_tune", "same_site")
     for modality in modalities:

@@ -32,7 +32,7 @@ def test_findings_call_a_narrower_gap_with_no_group_better_off_levelling_down():
     assert "-0.100 [-0.150, -0.050]" in text
     assert "fine-tuning against the probe widens the gap: 0.080 [0.030, 0.120]" in text
     assert "was not measured" in text  # fine-tune vs supervised is absent
-    lifted = pooled.assign(value=np.where(pooled["group"] == "dark", 0.05, pooled["value"]))
+    lifted = pooled.assign(verdict=np.where(pooled["group"] == "dark", "better", pooled["verdict"]))
     assert "levelling down" not in study.findings(
         lifted, modalities=["skin"], seeds=5, mode="quick"
     )
