@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODE ?= quick
+# Tests run in two processes (pytest-xdist), one thread each (tests/conftest.py): most of the
+# suite's time is chapters' kernels starting and small steps, which overlap well.
+TEST_WORKERS ?= 2
 
 .PHONY: setup book test bench study clean
 
@@ -19,7 +22,7 @@ test: setup
 	$(VENV)/bin/ruff format --check .
 	@if git ls-files '*.ipynb' | grep -q .; then \
 		echo "Only jupytext .py notebooks are committed; remove:"; git ls-files '*.ipynb'; exit 1; fi
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 book: setup
 	$(PY) -m fairkit book --mode $(MODE)

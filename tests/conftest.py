@@ -1,6 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers: one thread each, so
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # they, and the chapter kernels they
+        os.environ.setdefault(_name, "1")  # start, do not fight over the two cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
