@@ -20,19 +20,34 @@ from fairkit.config import resolve_device, settings
 from fairkit.experiment import Experiment
 from fairkit.methods.ssl import unlabelled_pool
 from fairkit.models.classifier import encoder_and_head
-from fairkit.training import as_tensor
+from fairkit.training import as_tensor, contrastive
 from fairkit.training.contrastive import ContrastiveConfig, SimCLR, pretrain, two_views, views
 
 WARM = 3  # steps of the short run
 
 
-def timed_run(experiment, pool, config) -> float:
-    encoder, head = encoder_and_head(experiment.make_model())
-    sync(config.device)
-    start = time.perf_counter()
-    pretrain(encoder, pool, features=head.in_features, config=config)
-    sync(config.device)
-    return time.perf_counter() - start
+def seconds_per_step(experiment, pool, config) -> float:
+    """Mean time of the steps after the first ``WARM`` (start-up and compilation excluded).
+
+    Each step draws its views first, so the times at which ``two_views`` is called mark the
+    steps' starts.
+    """
+    starts, draw = [], contrastive.two_views
+
+    def marked(*args, **kwargs):
+        sync(config.device)
+        starts.append(time.perf_counter())
+        return draw(*args, **kwargs)
+
+    contrastive.two_views = marked
+    try:
+        encoder, head = encoder_and_head(experiment.make_model())
+        pretrain(encoder, pool, features=head.in_features, config=config)
+        sync(config.device)
+        starts.append(time.perf_counter())
+    finally:
+        contrastive.two_views = draw
+    return (starts[-1] - starts[WARM]) / (len(starts) - 1 - WARM)
 
 
 def step_flops(experiment, batch: int) -> float:
@@ -89,11 +104,9 @@ def main() -> None:
     results = {}
     for name, changes in variants.items():
         config = {**base.__dict__, **changes}
-        short = timed_run(experiment, pool, ContrastiveConfig(**{**config, "steps": WARM}))
-        long = timed_run(
+        seconds = seconds_per_step(
             experiment, pool, ContrastiveConfig(**{**config, "steps": WARM + args.steps})
         )
-        seconds = max(long - short, 1e-9) / args.steps
         floor = flops / rates["bf16" if "bf16" in name else "fp32"]
         results[name] = args.batch / seconds
         print(
