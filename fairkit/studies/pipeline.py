@@ -31,7 +31,7 @@ from fairkit.fairness import (
     positive_scores,
 )
 from fairkit.methods import ERM, Method, MethodPredictions, Pretrained, Resample, Threshold
-from fairkit.methods.ssl import ADAPTATIONS, POOLS
+from fairkit.methods.ssl import ADAPTATIONS, OTHER_SITE, POOLS
 from fairkit.training import predict
 from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, interval, narrowing, paired_table
 
@@ -39,11 +39,8 @@ SUPERVISED = "supervised"
 PER_GROUP = ("accuracy", "auroc")
 GAPS = ("gap_accuracy", "gap_auroc", "equalized_odds")
 SHORT = {"linear_probe": "probe", "fine_tune": "fine-tune"}
-PAPER = "Queiroz et al. 2025"
-SHIFTS = ("site", "group_mix", "prevalence")
-OTHER_SITE_POOL = (
-    "other_site"  # its images come from the external site  # what changes in the deployment stream
-)
+SHIFTS = ("site", "group_mix", "prevalence")  # what changes in the deployment stream
+OTHER_SITE_POOL = "other_site"  # its images come from the external site
 
 
 def setting(
@@ -221,7 +218,7 @@ def shifted_population(scenario: Scenario, shift: str, *, n: int, seed: int) -> 
     e = scenario.experiment
     common = {"seed": seed, "image_size": e.settings.image_size}
     if shift == "site":
-        return e.binary(synth.generate(e.modality, n, do={"site": "X"}, **common))
+        return e.binary(synth.generate(e.modality, n, do={"site": OTHER_SITE}, **common))
     if shift == "group_mix":
         minority = UnderRepresent(scenario.attribute, e.task.minority, 1.0)
         return e.binary(synth.generate(e.modality, n, under=minority, **common))
