@@ -32,6 +32,7 @@ class Settings:
     diffusion_width: int  # channels of its first UNet level
     n_counterfactual: int  # test images given learned counterfactuals (each costs 12 passes)
     fairgen_size: int  # FairGen's image side: three diffusion models train per chapter run
+    fairgen_train: int  # FairGen's real training images (each synthesis adds up to ~45% more)
     fairgen_diffusion_steps: int  # optimiser steps of each of FairGen's diffusion models
     fairgen_diffusion_batch: int  # images per step (quick: more, smaller steps learn faster)
     fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
@@ -60,6 +61,7 @@ SETTINGS = {
         diffusion_width=8,
         n_counterfactual=24,
         fairgen_size=16,
+        fairgen_train=192,
         fairgen_diffusion_steps=30,
         fairgen_diffusion_batch=64,
         fairgen_pairs=8,
@@ -86,6 +88,7 @@ SETTINGS = {
         diffusion_width=16,
         n_counterfactual=100,
         fairgen_size=16,
+        fairgen_train=1000,  # half the other chapters': the chapter fits 6 minutes on a CPU
         fairgen_diffusion_steps=800,
         fairgen_diffusion_batch=32,
         fairgen_pairs=24,
@@ -112,6 +115,7 @@ SETTINGS = {
         diffusion_width=64,
         n_counterfactual=500,
         fairgen_size=64,
+        fairgen_train=40000,
         fairgen_diffusion_steps=30000,
         fairgen_diffusion_batch=256,
         fairgen_pairs=500,

@@ -98,3 +98,16 @@ def test_a_sweep_turns_every_section_switch_on_and_pools_across_switches(write_n
     reader = Run("03_spare", {"mode": "quick", "seed": 1, "run_extra": False},
                  tmp_path.parent / "elsewhere", "cpu", settings("quick"))  # fmt: skip
     assert list(reader.sweep_table("metrics", root=tmp_path)["value"]) == [1.0]
+
+
+def test_a_run_reads_another_settings_sweep_by_naming_the_parameters_that_differ(tmp_path):
+    from fairkit.config import settings
+    from fairkit.runs import Run
+
+    _fake_run(tmp_path, "run-a", 0, 1.0)
+    _fake_run(tmp_path, "run-b", 1, 2.0, mode="smoke")
+    reader = Run("03_spare", {"mode": "quick", "seed": 1}, tmp_path.parent / "elsewhere", "cpu",
+                 settings("quick"))  # fmt: skip
+    assert list(reader.sweep_table("metrics", root=tmp_path, mode="smoke")["value"]) == [2.0]
+    with pytest.raises(KeyError, match="n_train"):
+        reader.sweep_table("metrics", root=tmp_path, n_train=6000)

@@ -163,12 +163,12 @@ class Run:
             lines += ["", badges]
         return Markdown("\n".join(lines))
 
-    def sweep_table(self, table: str, root: Path = RESULTS):
+    def sweep_table(self, table: str, root: Path = RESULTS, **params):
         """``table`` of every kept sweep run of this chapter with this run's parameters.
 
         Runs match when every parameter but the seed, device and run_* switches equals this
         run's (``pooling_key``), so the seeds of the sweep are pooled at the settings the
-        reader asked for. None (and a line saying how to make them) when no such run is kept
+        reader asked for; ``params`` replace some of them (another setting's sweep). None (and a line saying how to make them) when no such run is kept
         under ``root``, and for a run that is itself being written under ``root`` (a sweep's
         run would pool a half-finished sweep).
         """
@@ -177,7 +177,10 @@ class Run:
         if Path(root).resolve() in self.dir.resolve().parents:
             print(f"This run is part of the sweep under {root}: it does not pool its own sweep.")
             return None
-        where = pooling_key(self.params)
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise KeyError(f"{self.chapter} has no parameters {unknown}")
+        where = pooling_key(self.params | params)
         try:
             return collect(root, self.chapter, table, where=where)
         except FileNotFoundError as err:

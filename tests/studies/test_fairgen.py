@@ -57,9 +57,16 @@ def test_improvement_is_undefined_when_real_only_has_no_gap_to_reduce():
 
 @pytest.fixture(scope="module")
 def scenario():
-    return study.setting(
-        "skin", settings("smoke"), seed=0, device="cpu", minority_fraction=0.2, image_size=16
-    )
+    return study.setting("skin", settings("smoke"), seed=0, device="cpu", minority_fraction=0.2)
+
+
+def test_a_readers_sizes_replace_the_modes_and_reach_the_scenario():
+    sizes = study.sized(settings("smoke"), n_train=300, n_test=150, generator_steps=7)
+    assert (sizes.fairgen_train, sizes.n_test, sizes.fairgen_diffusion_steps) == (300, 150, 7)
+    assert study.sized(settings("smoke")) == settings("smoke")
+    found = study.setting("mri", sizes, seed=0, device="cpu", minority_fraction=0.2)
+    assert (len(found.train), len(found.test)) == (300, 150)
+    assert found.train.images.shape[-1] == sizes.fairgen_size
 
 
 def test_the_oracle_draws_the_plans_count_of_real_images_of_each_cell(scenario):
