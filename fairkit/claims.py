@@ -14,7 +14,8 @@ import pandas as pd
 from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, VERDICTS, interval
 
 JUDGEMENTS = ("reproduced", "partly", "not reproduced", "inconclusive")
-TALLY = ("as predicted", "opposite", "no detectable difference", "inconclusive")  # row counts
+TALLY = ("as predicted", "opposite", "no detectable difference", "inconclusive", "not measured")
+UNMEASURED = "not measured"  # no seed has the number: its instrument is invalid in every seed
 
 
 @dataclass(frozen=True)
@@ -193,15 +194,22 @@ def judgement(found: list[str], expected: list[str]) -> str:
 
 
 def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
-    """One row of the summary: the claim, our pooled numbers, the tally and the judgement."""
-    found, expected, numbers, seeds = [], [], [], []
+    """One row of the summary: the claim, our pooled numbers, the tally and the judgement.
+
+    A row that no seed measured (``n_seeds`` 0: e.g. its judge was at chance in every seed) is
+    counted as not measured and left out of the judgement, which rests on the measured rows.
+    """
+    found, expected, numbers, seeds, unmeasured = [], [], [], [], 0
     for evidence in claim.evidence:
         rows = evidence_rows(evidence, pooled)
-        seeds += list(rows["n_seeds"])
-        found += list(rows["verdict"])
-        expected += [evidence.expected] * len(rows)
+        measured = rows[rows["n_seeds"] > 0]
+        unmeasured += len(rows) - len(measured)
+        seeds += list(measured["n_seeds"])
+        found += list(measured["verdict"])
+        expected += [evidence.expected] * len(measured)
         numbers += [
-            f"{r.a} − {r.b}, {r.group} {r.metric}: {interval(r.value, r.lo, r.hi)}"
+            f"{r.a} − {r.b}, {r.group} {r.metric}: "
+            + (interval(r.value, r.lo, r.hi) if r.n_seeds else f"{UNMEASURED} in any seed")
             for r in rows.itertuples()
         ]
     predicted = sum(f == e for f, e in zip(found, expected, strict=True))
@@ -210,11 +218,12 @@ def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
         "chapter": claim.chapter,
         "claim": claim.claim,
         "ours": "; ".join(numbers),
-        "comparisons": len(found),
+        "comparisons": len(found) + unmeasured,
         "as predicted": predicted,
         "opposite": sum(f in VERDICTS[:2] for f in found) - predicted,
         "no detectable difference": found.count(VERDICTS[2]),
         "inconclusive": found.count(INCONCLUSIVE),
+        UNMEASURED: unmeasured,
         "seeds": min(seeds, default=0),
         "verdict": judgement(found, expected),
     }

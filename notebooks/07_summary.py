@@ -25,6 +25,10 @@
 # - **not reproduced** when none does (no detectable difference, or the opposite);
 # - **inconclusive** when a comparison has fewer seeds than the minimum.
 #
+# A comparison that no seed could measure (its instrument, e.g. a judge of counterfactuals,
+# was at chance in every seed) is counted as *not measured* and left out of the verdict, which
+# then rests on the comparisons that were measured.
+#
 # Our scale is not the papers': synthetic images at 32 px and small networks in quick mode. A
 # claim not reproduced here is a claim not reproduced *at this scale*, with its interval.
 

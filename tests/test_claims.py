@@ -36,3 +36,18 @@ def test_judge_reads_the_claims_rows_and_tallies_them():
     assert row["comparisons"] == 2 and row["as predicted"] == 1 and row["opposite"] == 1
     assert row["verdict"] == "partly" and row["seeds"] == 5
     assert "-0.050 [-0.080, -0.020]" in row["ours"]
+
+
+def test_rows_no_seed_measured_are_counted_apart_and_left_out_of_the_judgement():
+    pooled = pd.DataFrame(
+        [
+            {**ROW, "a": "similarity", "verdict": "worse"},
+            {**ROW, "a": "utility", "verdict": "inconclusive", "value": float("nan"),
+             "lo": float("nan"), "hi": float("nan"), "n_seeds": 0},
+        ]
+    )  # fmt: skip
+    claim = next(c for c in claims.CLAIMS if "similarity alone" in c.claim)
+    row = claims.judge(claim, pooled)
+    assert row["comparisons"] == 2 and row[claims.UNMEASURED] == 1 and row["inconclusive"] == 0
+    assert row["verdict"] == "reproduced" and row["seeds"] == 5
+    assert "not measured in any seed" in row["ours"]

@@ -185,7 +185,7 @@ def claim_tally(summary: pd.DataFrame, *, title: str):
     labels = [textwrap.fill(f"{c} ({v})", 48)
               for c, v in zip(summary["claim"], summary["verdict"], strict=True)]  # fmt: skip
     red, _, green = sns.color_palette("RdYlGn", 3)
-    colours = dict(zip(TALLY, (green, red, "0.6", "0.88"), strict=True))
+    colours = dict(zip(TALLY, (green, red, "0.6", "0.88", "white"), strict=True))
     fig, ax = plt.subplots(figsize=(11, 0.75 * len(summary) + 1.6))
     left = np.zeros(len(summary))
     for name in TALLY:
