@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fairkit.config import FAIRGEN_LARGER
 from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, VERDICTS, interval
 
 JUDGEMENTS = ("reproduced", "partly", "not reproduced", "inconclusive")
@@ -32,12 +33,24 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Claim:
-    """One published claim: the paper, the chapter that tests it, and its evidence."""
+    """One published claim: the paper, the chapter that tests it, and its evidence.
+
+    ``sweep`` names a kept sweep other than the chapter's defaults (a key of ``SWEEPS``).
+    """
 
     paper: str
     chapter: str
     claim: str
     evidence: tuple[Evidence, ...]
+    sweep: str = "defaults"
+
+    @property
+    def source(self) -> tuple[str, str]:
+        """(chapter, sweep): the pooled results the claim is judged on."""
+        return self.chapter, self.sweep
+
+
+SWEEPS = {"defaults": {}, "larger": FAIRGEN_LARGER}  # each sweep's parameters off the defaults
 
 
 SPARE = "Xu et al. 2026 (SPARE)"
@@ -134,6 +147,14 @@ CLAIMS = (
     Claim(
         FAIRGEN,
         "05_fairgen",
+        "The same, on skin at the chapter's larger CPU setting (6,000 training images, "
+        "generators trained 2,400 steps)",
+        (Evidence("fairgen", "skin, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+        sweep="larger",
+    ),
+    Claim(
+        FAIRGEN,
+        "05_fairgen",
         "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
         "accuracy gap over real-only training: by 80.0% on chest X-rays",
         (Evidence("fairgen", "cxr, test", ("dpo",), ("real only",), ("improvement",), "better"),),
@@ -216,6 +237,7 @@ def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
     return {
         "paper": claim.paper,
         "chapter": claim.chapter,
+        "sweep": claim.sweep,
         "claim": claim.claim,
         "ours": "; ".join(numbers),
         "comparisons": len(found) + unmeasured,
@@ -229,11 +251,10 @@ def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
     }
 
 
-def summary(pooled_by_chapter: dict[str, pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
-    """Every claim whose chapter has pooled results, judged (``judge``); ``MIN_SEEDS`` applies."""
-    rows = [
-        judge(claim, pooled_by_chapter[claim.chapter])
-        for claim in claims
-        if claim.chapter in pooled_by_chapter
-    ]
+def summary(pooled: dict[tuple[str, str], pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
+    """Every claim whose source (``Claim.source``) has pooled results, judged (``judge``).
+
+    ``MIN_SEEDS`` applies.
+    """
+    rows = [judge(claim, pooled[claim.source]) for claim in claims if claim.source in pooled]
     return pd.DataFrame(rows).assign(min_seeds=MIN_SEEDS)

@@ -83,6 +83,7 @@ from IPython.display import Markdown, display
 
 from fairkit import plots, runs, verdicts
 from fairkit import rater as raters
+from fairkit.config import FAIRGEN_LARGER
 from fairkit.fidelity import attribute_agreement, cell_fidelity, nearest_training
 from fairkit.studies import fairgen as study
 from fairkit.synthesis import synthesise
@@ -381,20 +382,19 @@ else:
 
 # %% [markdown]
 # ## A larger setting, still on a CPU
-# Quick mode trains on 1,000 images with generators of 800 steps, and its intervals are wide.
-# Skin, FairGen's headline (95.9%), is also swept at a larger setting that a laptop can still
-# run in minutes a seed: six times the training images, generators trained three times longer,
-# larger test and external sets, the same 16 px. Its verdicts are pooled below; the parameters
-# reproduce it (`make study` does not run it).
+# Quick mode's training set is small and its generators are trained briefly, so its intervals
+# are wide. Skin, FairGen's headline (95.9%), is also swept at a larger setting that a laptop
+# still runs in minutes a seed: several times the training images, generators trained longer,
+# larger test and external sets, the same image size (`fairkit.config.FAIRGEN_LARGER`, printed
+# below with the command that made the sweep; `make study` does not run it). Its verdicts:
 
 # %%
-LARGER = {"modalities": ["skin"], "n_train": 6000, "n_test": 4000, "generator_steps": 2400}
 print("Made by: python -m fairkit sweep notebooks/05_fairgen.py -g mode=quick -g seed=0,1,2,3,4 "
-      + " ".join(f'"-g {k}={v}"' for k, v in LARGER.items()))  # fmt: skip
-larger = run.sweep_table("comparisons", **LARGER)
+      + " ".join(f'"-g {k}={v}"' for k, v in FAIRGEN_LARGER.items()))  # fmt: skip
+larger = run.sweep_table("comparisons", **FAIRGEN_LARGER)
 if larger is not None:
     pooled_larger = verdicts.pool_seeds(larger, by=KEYS)
-    sizes = ", 6,000 training images, generators of 2,400 steps"
+    sizes = ", " + ", ".join(f"{k}={v}" for k, v in FAIRGEN_LARGER.items() if k != "modalities")
     display(Markdown(study.findings(pooled_larger, variant=variant, seeds=larger["seed"].nunique(),
                                     mode=mode, sizes=sizes)))  # fmt: skip
     shown = pooled_larger[pooled_larger["metric"].isin(["improvement", "gap_accuracy", "auroc"])]

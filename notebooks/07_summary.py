@@ -46,15 +46,19 @@ from fairkit import claims, monitoring, plots, runs, verdicts
 run = runs.start()
 run.banner()
 pooled, found, missing = {}, [], []
-for chapter in sorted({claim.chapter for claim in claims.CLAIMS}):
+for chapter, sweep in sorted({claim.source for claim in claims.CLAIMS}):
+    params = claims.SWEEPS[sweep]
     try:
-        table = runs.chapter_results(chapter, "comparisons", mode=mode)
+        table = runs.chapter_results(chapter, "comparisons", mode=mode, **params)
     except FileNotFoundError as err:
         missing.append(str(err))
         continue
-    pooled[chapter] = verdicts.pool_seeds(table, by=verdicts.COMPARISON_KEYS)
+    pooled[chapter, sweep] = verdicts.pool_seeds(table, by=verdicts.COMPARISON_KEYS)
     commits = ", ".join(f"`{c}`" for c in sorted(table["commit"].astype(str).unique()))
-    found.append(f"- {chapter}: {table['seed'].nunique()} seeds in {mode} mode, commit {commits}")
+    setting = f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
+    found.append(
+        f"- {chapter}{setting}: {table['seed'].nunique()} seeds in {mode} mode, commit {commits}"
+    )
 summary = run.save_table(claims.summary(pooled), "summary")
 Markdown("\n".join(found + [f"- Not found: {line}" for line in missing]))
 
@@ -78,9 +82,9 @@ if len(summary):
 
 # %%
 for claim in claims.CLAIMS:
-    if claim.chapter not in pooled:
+    if claim.source not in pooled:
         continue
-    rows = pd.concat([claims.evidence_rows(e, pooled[claim.chapter]) for e in claim.evidence])
+    rows = pd.concat([claims.evidence_rows(e, pooled[claim.source]) for e in claim.evidence])
     display(Markdown(f"**{claim.claim}** ({claim.paper}; chapter {claim.chapter})"))
     display(
         rows.assign(difference=verdicts.with_intervals(rows))[

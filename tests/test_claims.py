@@ -51,3 +51,20 @@ def test_rows_no_seed_measured_are_counted_apart_and_left_out_of_the_judgement()
     assert row["comparisons"] == 2 and row[claims.UNMEASURED] == 1 and row["inconclusive"] == 0
     assert row["verdict"] == "reproduced" and row["seeds"] == 5
     assert "not measured in any seed" in row["ours"]
+
+
+def test_a_claim_on_another_sweep_is_judged_on_that_sweeps_rows_only():
+    larger = next(c for c in claims.CLAIMS if c.sweep == "larger")
+    row = {**ROW, "comparison": "fairgen", "setting": "skin, test", "a": "dpo", "b": "real only",
+           "group": "all", "metric": "improvement"}  # fmt: skip
+    pooled = {
+        (larger.chapter, "defaults"): pd.DataFrame(
+            [{**row, "verdict": "no detectable difference"}]
+        ),
+        larger.source: pd.DataFrame([{**row, "verdict": "better"}]),
+    }
+    table = claims.summary(pooled).set_index("claim")
+    assert table.loc[larger.claim, "verdict"] == "reproduced"
+    quick = next(c for c in claims.CLAIMS if c.source == (larger.chapter, "defaults"))
+    assert table.loc[quick.claim, "verdict"] == "not reproduced"  # skin, the defaults' row
+    assert set(claims.SWEEPS) >= {c.sweep for c in claims.CLAIMS}

@@ -222,12 +222,18 @@ def collect(
     return pd.concat(frames, ignore_index=True)
 
 
-def chapter_results(chapter: str, table: str, *, mode: str, root=RESULTS) -> pd.DataFrame:
+def chapter_results(
+    chapter: str, table: str, *, mode: str, root=RESULTS, **params
+) -> pd.DataFrame:
     """``table`` of the kept sweep of ``chapter`` run at its default parameters in ``mode``.
 
     What the summary pools: the runs of ``make study`` (every seed), not a reader's own runs
-    with other settings.
+    with other settings; ``params`` replace some defaults (another kept sweep, e.g. a larger
+    setting).
     """
     defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{chapter}.py")
-    where = pooling_key(defaults) | {"mode": mode}
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise KeyError(f"{chapter} has no parameters {unknown}")
+    where = pooling_key(defaults | params) | {"mode": mode}
     return collect(root, chapter, table, where=where)
