@@ -16,7 +16,7 @@ samplers start from the same noise, so their agreements are compared image by im
 difference with a paired bootstrap 95% interval; "equal agreement" when it includes zero. A
 briefly trained model, not a fresh one: the agreement of noise would say nothing.
 Usage: python benchmarks/fairgen.py [--part all|dpo|synthesis] [--pairs 32] [--size 32]
-    [--width 16] [--steps 10] [--images 256] [--train-steps 800] [--device auto]
+    [--width 16] [--steps 10] [--images 256] [--train-steps 600] [--device auto]
 """
 
 import argparse
@@ -188,7 +188,12 @@ def main():
     parser.add_argument("--width", type=int, default=16, help="DPO: UNet's first width")
     parser.add_argument("--steps", type=int, default=10, help="DPO: timed steps")
     parser.add_argument("--images", type=int, default=256, help="synthesis: the plan's cap")
-    parser.add_argument("--train-steps", type=int, default=800, help="synthesis: generator steps")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=settings("quick").fairgen_diffusion_steps,
+        help="synthesis: generator steps (default: quick mode's)",
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
