@@ -72,7 +72,7 @@ def sized(
     asked = {
         "fairgen_size": image_size,
         "fairgen_train": n_train,
-        "n_test": n_test,
+        "fairgen_test": n_test,
         "fairgen_diffusion_steps": generator_steps,
     }
     return replace(settings, **{k: v for k, v in asked.items() if v is not None})
@@ -82,7 +82,12 @@ def setting(
     modality: str, settings: Settings, *, seed: int, device: str, minority_fraction: float
 ) -> Scenario:
     """The modality's audited minority made ``minority_fraction`` of FairGen's training set."""
-    sizes = replace(settings, image_size=settings.fairgen_size, n_train=settings.fairgen_train)
+    sizes = replace(
+        settings,
+        image_size=settings.fairgen_size,
+        n_train=settings.fairgen_train,
+        n_test=settings.fairgen_test,
+    )
     experiment = Experiment(modality, sizes, seed, device)
     return experiment.scenario("under", minority_fraction)
 

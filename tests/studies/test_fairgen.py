@@ -62,7 +62,7 @@ def scenario():
 
 def test_a_readers_sizes_replace_the_modes_and_reach_the_scenario():
     sizes = study.sized(settings("smoke"), n_train=300, n_test=150, generator_steps=7)
-    assert (sizes.fairgen_train, sizes.n_test, sizes.fairgen_diffusion_steps) == (300, 150, 7)
+    assert (sizes.fairgen_train, sizes.fairgen_test, sizes.fairgen_diffusion_steps) == (300, 150, 7)
     assert study.sized(settings("smoke")) == settings("smoke")
     found = study.setting("mri", sizes, seed=0, device="cpu", minority_fraction=0.2)
     assert (len(found.train), len(found.test)) == (300, 150)
