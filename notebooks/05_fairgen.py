@@ -390,7 +390,8 @@ else:
 
 # %%
 print("Made by: python -m fairkit sweep notebooks/05_fairgen.py -g mode=quick -g seed=0,1,2,3,4 "
-      + " ".join(f'"-g {k}={v}"' for k, v in FAIRGEN_LARGER.items()))  # fmt: skip
+      + " ".join(f'"-g {k}={v}"' for k, v in FAIRGEN_LARGER.items())
+      + " -g run_beta_sweep=False --runs-root results --tables-only")  # fmt: skip
 larger = run.sweep_table("comparisons", **FAIRGEN_LARGER)
 if larger is not None:
     pooled_larger = verdicts.pool_seeds(larger, by=KEYS)

@@ -29,7 +29,7 @@
 # was at chance in every seed) is counted as *not measured* and left out of the verdict, which
 # then rests on the comparisons that were measured.
 #
-# Our scale is not the papers': synthetic images at 32 px and small networks in quick mode. A
+# Our scale is not the papers': synthetic images at 16-32 px and small networks in quick mode. A
 # claim not reproduced here is a claim not reproduced *at this scale*, with its interval.
 
 # %% tags=["parameters"]
