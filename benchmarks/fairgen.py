@@ -9,9 +9,9 @@ Synthesis: chapter 5's generator (quick size: UNet (16, 32) at 16 px, conditione
 and finding) trained --train-steps steps on a skin training set whose dark group is 10%; the
 plan of ``missing_cells`` (square-root rule) capped to --images; the same plan, seed and
 starting noise sampled by DPM-Solver++ 20 steps and by DDPM 1000 steps (guidance 2). Prints
-each sampler's images/s and their ratio (goal: DPM-Solver++ >= 40x faster), and how often the
-chapter's judges (skin-group and finding classifiers trained on real images, their balanced
-accuracy on held-out real images shown first) see the intended group and finding. The two
+each sampler's images/s and their ratio (goal: DPM-Solver++ >= 40x faster), and how often
+skin-group and finding classifiers trained on the real training images (the chapter's rater;
+their balanced accuracy on held-out real images shown first) see the intended group and finding. The two
 samplers start from the same noise, so their agreements are compared image by image: the
 difference with a paired bootstrap 95% interval; "equal agreement" when it includes zero. A
 briefly trained model, not a fresh one: the agreement of noise would say nothing.
@@ -121,9 +121,12 @@ def generator_and_judges(args, device: str):
     scenario = study.setting("skin", quick, seed=0, device=device, minority_fraction=0.1)
     model, history = study.train_generator(scenario, settings=quick, checkpoint_dir=None,
                                            progress=False)  # fmt: skip
-    val, train, test = (study.with_finding(c) for c in (scenario.val, scenario.train,
+    train, val, test = (study.with_finding(c) for c in (scenario.train, scenario.val,
                                                          scenario.test))  # fmt: skip
-    judges = rater.fit_rater(val, train, attribute=scenario.attribute,
+    # The rater's classifiers (the training images: four times the judges' validation images,
+    # on which quick mode's judges often collapse to one class). Nothing here is aligned to
+    # them, so they can grade both samplers.
+    judges = rater.fit_rater(train, val, attribute=scenario.attribute,
                              make_model=scenario.make_model, config=scenario.config())  # fmt: skip
     plan = capped(study.cells(scenario, rule="sqrt_inverse"), args.images)
     print(f"\nsynthesis: generator trained {args.train_steps} steps (last loss "
