@@ -508,10 +508,13 @@ def _verdict_words(gain, paper: float, seeds: int) -> str:
         return "No verdict: fewer than five seeds."
     if gain.verdict == INCONCLUSIVE:
         return "No verdict: the improvement is defined in fewer than five seeds."
-    if gain.verdict != "better":
-        return f"FairGen's improvement is **not reproduced** ({gain.verdict})."
     inside = gain.lo <= paper <= gain.hi
     size = "within" if inside else ("above" if paper > gain.hi else "below")
+    if gain.verdict != "better":
+        return (
+            f"FairGen's improvement is **not reproduced** ({gain.verdict}); the paper's {paper}% "
+            f"is {size} our interval."
+        )
     return f"FairGen's improvement is **reproduced in direction**; the paper's {paper}% is {size} our interval."
 
 
