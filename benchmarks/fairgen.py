@@ -11,10 +11,10 @@ plan of ``missing_cells`` (square-root rule) capped to --images; the same plan, 
 starting noise sampled by DPM-Solver++ 20 steps and by DDPM 1000 steps (guidance 2). Prints
 each sampler's images/s and their ratio (goal: DPM-Solver++ >= 40x faster), and how often
 skin-group and finding classifiers trained on the real training images (the chapter's rater;
-their balanced accuracy on held-out real images shown first) see the intended group and finding. The two
-samplers start from the same noise, so their agreements are compared image by image: the
-difference with a paired bootstrap 95% interval; "equal agreement" when it includes zero. A
-briefly trained model, not a fresh one: the agreement of noise would say nothing.
+their balanced accuracy on held-out real images shown first) see the intended group and
+finding. The two samplers start from the same noise, so their agreements are compared image by
+image: the difference with a paired bootstrap 95% interval; "equal agreement" when it includes
+zero. A briefly trained model, not a fresh one: the agreement of noise would say nothing.
 Usage: python benchmarks/fairgen.py [--part all|dpo|synthesis] [--pairs 32] [--size 32]
     [--width 16] [--steps 10] [--images 256] [--train-steps 600] [--device auto]
 """

@@ -147,8 +147,8 @@ CLAIMS = (
     Claim(
         FAIRGEN,
         "05_fairgen",
-        "The same, on skin at the chapter's larger CPU setting (6,000 training images, "
-        "generators trained 2,400 steps)",
+        f"The same, on skin at the chapter's larger CPU setting ({FAIRGEN_LARGER['n_train']:,} "
+        f"training images, generators trained {FAIRGEN_LARGER['generator_steps']:,} steps)",
         (Evidence("fairgen", "skin, test", ("dpo",), ("real only",), ("improvement",), "better"),),
         sweep="larger",
     ),

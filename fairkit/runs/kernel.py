@@ -43,6 +43,14 @@ def pooling_key(params: dict) -> dict:
     }
 
 
+def replaced(params: dict, changes: dict, *, chapter: str) -> dict:
+    """``params`` with some values changed; a name the chapter does not have is refused."""
+    unknown = sorted(set(changes) - set(params))
+    if unknown:
+        raise KeyError(f"{chapter} has no parameters {unknown}")
+    return params | changes
+
+
 PACKAGES = (
     "torch",
     "torchvision",
@@ -168,7 +176,8 @@ class Run:
 
         Runs match when every parameter but the seed, device and run_* switches equals this
         run's (``pooling_key``), so the seeds of the sweep are pooled at the settings the
-        reader asked for; ``params`` replace some of them (another setting's sweep). None (and a line saying how to make them) when no such run is kept
+        reader asked for; ``params`` replace some of them (another setting's sweep). None (and a
+        line saying how to make them) when no such run is kept
         under ``root``, and for a run that is itself being written under ``root`` (a sweep's
         run would pool a half-finished sweep).
         """
@@ -177,10 +186,7 @@ class Run:
         if Path(root).resolve() in self.dir.resolve().parents:
             print(f"This run is part of the sweep under {root}: it does not pool its own sweep.")
             return None
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            raise KeyError(f"{self.chapter} has no parameters {unknown}")
-        where = pooling_key(self.params | params)
+        where = pooling_key(replaced(self.params, params, chapter=self.chapter))
         try:
             return collect(root, self.chapter, table, where=where)
         except FileNotFoundError as err:

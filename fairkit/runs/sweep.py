@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fairkit.runs.kernel import REPO_ROOT, RESULTS, SECTION_SWITCH, pooling_key
+from fairkit.runs.kernel import REPO_ROOT, RESULTS, SECTION_SWITCH, pooling_key, replaced
 from fairkit.runs.parameters import ParameterError, notebook_parameters, resolve_parameters
 from fairkit.runs.runner import RunFailed, run_notebook
 
@@ -232,8 +232,5 @@ def chapter_results(
     setting).
     """
     defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{chapter}.py")
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise KeyError(f"{chapter} has no parameters {unknown}")
-    where = pooling_key(defaults | params) | {"mode": mode}
+    where = pooling_key(replaced(defaults, params, chapter=chapter)) | {"mode": mode}
     return collect(root, chapter, table, where=where)
