@@ -38,6 +38,7 @@ class Settings:
     fairgen_diffusion_batch: int  # images per step (quick: more, smaller steps learn faster)
     fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
     fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO
+    fairgen_rater_steps: int  # fewest optimiser steps of each rater and judge classifier
     ssl_pool: int  # unlabelled images a self-supervised encoder pretrains on
     ssl_steps: int  # its SimCLR optimiser steps
     ssl_batch: int  # images per step (each seen in two views)
@@ -68,6 +69,7 @@ SETTINGS = {
         fairgen_diffusion_batch=64,
         fairgen_pairs=8,
         fairgen_dpo_steps=4,
+        fairgen_rater_steps=10,
         ssl_pool=128,
         ssl_steps=3,
         ssl_batch=32,
@@ -96,6 +98,7 @@ SETTINGS = {
         fairgen_diffusion_batch=32,
         fairgen_pairs=24,
         fairgen_dpo_steps=50,
+        fairgen_rater_steps=300,  # 5 epochs of 1,000 images are 160: MRI's collapse to one class
         ssl_pool=4000,
         ssl_steps=300,
         ssl_batch=64,
@@ -124,6 +127,7 @@ SETTINGS = {
         fairgen_diffusion_batch=256,
         fairgen_pairs=500,
         fairgen_dpo_steps=2000,
+        fairgen_rater_steps=300,
         ssl_pool=100000,
         ssl_steps=20000,
         ssl_batch=512,

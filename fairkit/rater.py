@@ -15,8 +15,9 @@ pairs).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -181,6 +182,8 @@ class Rater:
         train_features: the real training images' features (N, d), the realism reference.
         scale: median distance from a real training image to its nearest other one; the
             distance at which realism is exp(-1).
+        scored: the classifiers whose probabilities enter the score (``validated`` drops
+            those at chance on held-out real images); realism always does.
     """
 
     pathology_model: nn.Module = field(repr=False)
@@ -191,6 +194,7 @@ class Rater:
     features: Features = field(repr=False)
     train_features: np.ndarray = field(repr=False)
     scale: float
+    scored: tuple[str, ...] = COMPONENTS
 
     def __post_init__(self):
         if not (np.isfinite(self.scale) and self.scale > 0):
@@ -198,6 +202,9 @@ class Rater:
                 f"realism scale must be a positive distance; got {self.scale} (are the real "
                 "training images all copies of one another?)"
             )
+        unknown = sorted(set(self.scored) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"scored components must be among {COMPONENTS}; got {unknown}")
 
     def probabilities(self, images: np.ndarray, *, batch_size: int = 512) -> dict[str, np.ndarray]:
         """Both classifiers' class probabilities of uint8 images, by component name."""
@@ -228,15 +235,18 @@ class Rater:
 
         Returns:
             Columns ``pathology`` (probability of the intended finding), ``group`` (probability
-            of the intended group), ``realism`` and ``score``, their mean.
+            of the intended group), ``realism`` and ``score``, the mean of the ``scored``
+            components and realism; a component not scored is NaN (it cannot tell its classes).
         """
         if len(images) != len(conditions):
             raise ValueError(f"{len(images)} images but {len(conditions)} condition rows")
         codes, probs = self.intended(conditions), self.probabilities(images)
+        rows = np.arange(len(images))
         table = pd.DataFrame(
-            {k: probs[k][np.arange(len(images)), codes[k]] for k in COMPONENTS}
+            {k: probs[k][rows, codes[k]] if k in self.scored else np.nan for k in COMPONENTS},
+            index=rows,
         ).assign(realism=self.realism(images))
-        return table.assign(score=table[["pathology", "group", "realism"]].mean(axis=1))
+        return table.assign(score=table[[*self.scored, "realism"]].mean(axis=1))
 
 
 @torch.no_grad()
@@ -272,6 +282,7 @@ def fit_rater(
     attribute: str,
     make_model: Callable[[int], nn.Module],
     config: TrainConfig,
+    min_steps: int = 0,
 ) -> Rater:
     """Train the rater's two classifiers on real images and set its realism reference.
 
@@ -280,7 +291,10 @@ def fit_rater(
         val: real validation images (model selection), with the same columns.
         attribute: the audited attribute, e.g. ``skin_group``.
         make_model: ``make_model(n_classes)`` builds a fresh classifier.
-        config: the training settings of both classifiers.
+        config: the training settings of both classifiers; its epochs are raised where they
+            would give fewer than ``min_steps`` optimiser steps.
+        min_steps: the fewest optimiser steps of each classifier (5 epochs of a thousand images
+            are too few for a faint attribute: the classifier still predicts one class).
 
     Returns:
         The rater; validate it with ``rater_validity`` before trusting its scores.
@@ -292,6 +306,8 @@ def fit_rater(
                 f"{name} cohort: metadata lacks {absent}; the rater needs {attribute!r} and "
                 f"{FINDING!r} (the binary task's class name)"
             )
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    config = replace(config, epochs=max(config.epochs, math.ceil(min_steps / steps_per_epoch)))
     pathology_model, findings = fit_attribute(
         make_model, train, val, attribute=FINDING, config=config
     )
@@ -309,6 +325,16 @@ def fit_rater(
         train_features=train_features,
         scale=float(np.median(spacing)),
     )
+
+
+def validated(rater: Rater, validity: pd.DataFrame) -> Rater:
+    """The rater scoring with only the classifiers that ``validity`` finds above chance.
+
+    A classifier at chance on held-out real images scores noise: in a preference score it would
+    pick winners at random, so it is left out (``rater_validity`` gives ``validity``).
+    """
+    valid = set(validity.loc[validity["valid"].astype(bool), "component"])
+    return replace(rater, scored=tuple(c for c in COMPONENTS if c in valid))
 
 
 def rater_validity(rater: Rater, test: Cohort, *, n_boot: int, seed: int) -> pd.DataFrame:

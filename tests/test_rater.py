@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from fairkit.rater import (
     panel_choices,
     rate_pairs,
     rater_validity,
+    validated,
 )
 from fairkit.training import TrainConfig
 
@@ -88,7 +91,25 @@ def data(skin_findings):
 def rater(data):
     train, val = data
     config = TrainConfig(epochs=1, batch_size=32, progress=False)
-    return fit_rater(train, val, attribute="skin_group", make_model=small_cnn, config=config)
+    return fit_rater(
+        train, val, attribute="skin_group", make_model=small_cnn, config=config, min_steps=3
+    )
+
+
+def test_fit_rater_raises_the_epochs_to_its_fewest_steps(data, monkeypatch):
+    train, val = data  # 96 images at batch 32: 3 steps an epoch
+    epochs = []
+
+    def record(make_model, train, val, *, attribute, config):
+        epochs.append(config.epochs)
+        return small_cnn(2), ("a", "b")
+
+    monkeypatch.setattr("fairkit.rater.fit_attribute", record)
+    config = TrainConfig(epochs=2, batch_size=32, progress=False)
+    for min_steps in (30, 31, 6, 1):
+        fit_rater(train, val, attribute="skin_group", make_model=small_cnn, config=config,
+                  min_steps=min_steps)  # fmt: skip
+    assert epochs == [10, 10, 11, 11, 2, 2, 2, 2]
 
 
 def test_features_are_frozen_eval_mode_and_report_their_length():
@@ -171,6 +192,20 @@ def test_rater_validity_tells_an_oracle_from_a_constant_classifier():
     assert table.loc["pathology", "balanced_accuracy"] == 0.5
     assert not table.loc["pathology", "valid"]
     assert (table["chance"] == 0.5).all() and (table["lo"] <= table["balanced_accuracy"]).all()
+
+
+def test_validated_leaves_a_classifier_at_chance_out_of_the_score():
+    rater = hand_rater(Constant(0), Brightness())
+    cohort = toy_cohort()
+    trusted = validated(rater, rater_validity(rater, cohort, n_boot=200, seed=0))
+    assert rater.scored == ("pathology", "group") and trusted.scored == ("group",)
+    scored = trusted.score(cohort.images, cohort.meta[CONDITIONS])
+    assert scored["pathology"].isna().all() and scored["group"].notna().all()
+    np.testing.assert_allclose(scored["score"], scored[["group", "realism"]].mean(axis=1))
+    realism_only = replace(rater, scored=()).score(cohort.images, cohort.meta[CONDITIONS])
+    np.testing.assert_allclose(realism_only["score"], realism_only["realism"])
+    with pytest.raises(ValueError, match=r"scored components .* got \['texture'\]"):
+        replace(rater, scored=("texture",))
 
 
 def test_full_agreement_always_prefers_the_higher_score():

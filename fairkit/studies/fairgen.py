@@ -271,6 +271,30 @@ def withheld(agreement: pd.DataFrame, validity: pd.DataFrame) -> pd.DataFrame:
     return agreement.assign(**{f"{c}_agreement": np.nan for c in invalid})
 
 
+# --------------------------------------------------------------------------- fresh real draws
+
+
+def population_draw(scenario: Scenario, n: int, *, seed: int) -> Cohort:
+    """``n`` new real images of the causal model's population (no bias selection), with findings.
+
+    What no published study has: patients that no split holds, as many as asked. The judges
+    learn from one such draw (``judge_cohort``), the oracle picks its rare cells from others.
+    """
+    e = scenario.experiment
+    cohort = synth.generate(e.modality, n, seed=seed, image_size=e.settings.image_size)
+    return with_finding(e.binary(cohort))
+
+
+def judge_cohort(scenario: Scenario, *, seed: int) -> Cohort:
+    """The judges' training images: a fresh draw as large as the training set.
+
+    Independent of the rater's images (so a model aligned to the rater is not graded by it), and
+    with the population's share of the minority, not the biased training set's: trained on the
+    250 validation images of quick mode, the judges mostly predicted one class.
+    """
+    return population_draw(scenario, len(scenario.train), seed=seeds.stream(seed, "judges"))
+
+
 # --------------------------------------------------------------------------- the oracle
 
 
@@ -280,7 +304,7 @@ def oracle(scenario: Scenario, plan: pd.DataFrame, *, seed: int) -> Cohort:
     What no published study can use: more real patients of exactly the rare cells, drawn from
     the same population as the training set (fresh noise, no bias selection).
     """
-    e, attribute = scenario.experiment, scenario.attribute
+    attribute = scenario.attribute
     need = {
         (str(r[attribute]), str(r[FINDING])): int(r["synthesise"])
         for _, r in plan.iterrows()
@@ -290,16 +314,7 @@ def oracle(scenario: Scenario, plan: pd.DataFrame, *, seed: int) -> Cohort:
     while any(need.values()):
         if draw == 50:
             raise RuntimeError(f"the causal model gave too few images of the cells {need}")
-        pool = with_finding(
-            e.binary(
-                synth.generate(
-                    e.modality,
-                    4000,
-                    seed=seeds.stream(seed, "oracle", draw),
-                    image_size=e.settings.image_size,
-                )  # fmt: skip
-            )
-        )
+        pool = population_draw(scenario, 4000, seed=seeds.stream(seed, "oracle", draw))
         cell = list(zip(pool.meta[attribute].astype(str), pool.meta[FINDING], strict=True))
         for key in list(need):
             hits = [i for i, c in enumerate(cell) if c == key][: need[key]]
