@@ -370,6 +370,7 @@ def improvement_forest(
             clipped_any |= _forest_series(
                 ax, part, pos=pos, limits=(left, right), colour=colours[split], split=split
             )
+        _say_undefined(ax, rows, splits)
         ax.set_xlim(left, right)
         ax.set_yticks(range(len(methods)), [_label(m) for m in methods])
         ax.set_ylim(len(methods) - 0.5, -0.5)
@@ -389,6 +390,15 @@ def improvement_forest(
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04 if clipped_any else 0, 1, 1))
     return fig
+
+
+def _say_undefined(ax, rows: pd.DataFrame, splits: list[str]) -> None:
+    """Write in the panel which splits have no improvement at all (real only had no gap)."""
+    empty = [s for s in splits if not np.isfinite(rows.loc[rows["split"] == s, "value"]).any()]
+    if empty:
+        ax.text(0.5, 0.02, f"no point on {' and '.join(map(_label, empty))}:\nreal only has no "
+                "accuracy gap\nto reduce (its interval reaches 0)", transform=ax.transAxes,
+                ha="center", va="bottom", fontsize=8, color="0.35")  # fmt: skip
 
 
 def _forest_series(ax, part: pd.DataFrame, *, pos, limits, colour, split) -> bool:

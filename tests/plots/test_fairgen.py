@@ -212,3 +212,16 @@ def test_nearest_pairs_refuses_pairs_that_do_not_match():
 def test_figures_refuse_a_table_without_a_required_column(figure, table, column, kwargs):
     with pytest.raises(ValueError, match=f"{figure.__name__}: the table has no column '{column}'"):
         figure(table.drop(columns=column), title="t", **kwargs)
+
+
+def test_improvement_forest_says_why_a_split_has_no_point():
+    table = _forest()
+    undefined = (table["modality"] == "cxr") & (table["split"] == "external")
+    table.loc[undefined, ["value", "lo", "hi"]] = np.nan
+    fig = plots.improvement_forest(table, title="t")
+    skin, cxr = fig.axes
+    assert not skin.texts
+    (note,) = cxr.texts
+    assert (
+        note.get_text().startswith("no point on external:") and "no accuracy gap" in note.get_text()
+    )
