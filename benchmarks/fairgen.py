@@ -6,17 +6,19 @@ noise of the 2B images and takes an optimiser step; the DPO step does the same t
 winners and losers in one batched call). Goal: the DPO step within 2.5x of the plain one.
 
 Synthesis: chapter 5's generator (quick size: UNet (16, 32) at 16 px, conditioned on skin group
-and finding) trained --train-steps steps on a skin training set whose dark group is 10%; the
+and finding) trained --train-steps steps on --n-train skin images whose dark group is 10%; the
 plan of ``missing_cells`` (square-root rule) capped to --images; the same plan, seed and
 starting noise sampled by DPM-Solver++ 20 steps and by DDPM 1000 steps (guidance 2). Prints
-each sampler's images/s and their ratio (goal: DPM-Solver++ >= 40x faster), and how often
-skin-group and finding classifiers trained on the real training images (the chapter's rater;
-their balanced accuracy on held-out real images shown first) see the intended group and
-finding. The two samplers start from the same noise, so their agreements are compared image by
-image: the difference with a paired bootstrap 95% interval; "equal agreement" when it includes
-zero. A briefly trained model, not a fresh one: the agreement of noise would say nothing.
+each sampler's images/s and their ratio (goal: DPM-Solver++ >= 40x faster), and how often the
+chapter's judges (skin-group and finding classifiers trained on a fresh real draw as large as
+the training set; their balanced accuracy on held-out real images shown first) see the
+intended group and finding. The two samplers start from the same noise, so their agreements
+are compared image by image: the difference with a paired bootstrap 95% interval; "equal
+agreement" when it includes zero. A briefly trained model, not a fresh one: the agreement of
+noise would say nothing.
 Usage: python benchmarks/fairgen.py [--part all|dpo|synthesis] [--pairs 32] [--size 32]
-    [--width 16] [--steps 10] [--images 256] [--train-steps 600] [--device auto]
+    [--width 16] [--steps 10] [--images 256] [--n-train 1000] [--train-steps 600] [--device auto]
+The chapter's larger CPU setting's generator: --n-train 6000 --train-steps 2400.
 """
 
 import argparse
@@ -117,21 +119,19 @@ def capped(plan: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def generator_and_judges(args, device: str):
     """Chapter 5's skin scenario, its generator trained briefly, its judges, the capped plan."""
-    quick = study.sized(settings("quick"), generator_steps=args.train_steps)
-    scenario = study.setting("skin", quick, seed=0, device=device, minority_fraction=0.1)
-    model, history = study.train_generator(scenario, settings=quick, checkpoint_dir=None,
+    sizes = study.sized(settings("quick"), n_train=args.n_train, generator_steps=args.train_steps)
+    scenario = study.setting("skin", sizes, seed=0, device=device, minority_fraction=0.1)
+    model, history = study.train_generator(scenario, settings=sizes, checkpoint_dir=None,
                                            progress=False)  # fmt: skip
-    train, val, test = (study.with_finding(c) for c in (scenario.train, scenario.val,
-                                                         scenario.test))  # fmt: skip
-    # The rater's classifiers (the training images: four times the judges' validation images,
-    # on which quick mode's judges often collapse to one class). Nothing here is aligned to
-    # them, so they can grade both samplers.
-    judges = rater.fit_rater(train, val, attribute=scenario.attribute,
-                             make_model=scenario.make_model, config=scenario.config())  # fmt: skip
+    val, test = study.with_finding(scenario.val), study.with_finding(scenario.test)
+    judges = rater.fit_rater(study.judge_cohort(scenario, seed=0), val,
+                             attribute=scenario.attribute, make_model=scenario.make_model,
+                             config=scenario.config(), min_steps=sizes.fairgen_rater_steps)  # fmt: skip
     plan = capped(study.cells(scenario, rule="sqrt_inverse"), args.images)
-    print(f"\nsynthesis: generator trained {args.train_steps} steps (last loss "
-          f"{history['loss'].iloc[-50:].mean():.3f}), {quick.fairgen_size} px, {device}; "
-          f"plan of {plan['synthesise'].sum()} images:\n{plan.to_string(index=False)}")  # fmt: skip
+    print(f"\nsynthesis: generator trained {args.train_steps} steps on {len(scenario.train)} "
+          f"images (last loss {history['loss'].iloc[-50:].mean():.3f}), {sizes.fairgen_size} px, "
+          f"{device}; plan of {plan['synthesise'].sum()} images:\n"
+          f"{plan.to_string(index=False)}")  # fmt: skip
     for row in rater.rater_validity(judges, test, n_boot=200, seed=0).itertuples():
         print(f"judge of {row.component}: balanced accuracy {row.balanced_accuracy:.1%} "
               f"[{row.lo:.1%}, {row.hi:.1%}] on {row.n} real test images "
@@ -191,6 +191,12 @@ def main():
     parser.add_argument("--width", type=int, default=16, help="DPO: UNet's first width")
     parser.add_argument("--steps", type=int, default=10, help="DPO: timed steps")
     parser.add_argument("--images", type=int, default=256, help="synthesis: the plan's cap")
+    parser.add_argument(
+        "--n-train",
+        type=int,
+        default=settings("quick").fairgen_train,
+        help="synthesis: the generator's real training images (default: quick mode's)",
+    )
     parser.add_argument(
         "--train-steps",
         type=int,
