@@ -29,6 +29,7 @@ class Evidence:
     b: tuple
     metrics: tuple[str, ...]
     expected: str  # "better" or "worse": a's difference with b if the claim holds
+    size: float | None = None  # the paper's number, where it claims one (e.g. 35.2 (%))
 
 
 @dataclass(frozen=True)
@@ -142,14 +143,34 @@ CLAIMS = (
         "05_fairgen",
         "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
         "accuracy gap over real-only training: by 95.9% on skin (skin type)",
-        (Evidence("fairgen", "skin, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+        (
+            Evidence(
+                "fairgen",
+                "skin, test",
+                ("dpo",),
+                ("real only",),
+                ("improvement",),
+                "better",
+                size=95.9,
+            ),
+        ),  # fmt: skip
     ),
     Claim(
         FAIRGEN,
         "05_fairgen",
         f"The same, on skin at the chapter's larger CPU setting ({FAIRGEN_LARGER['n_train']:,} "
         f"training images, generators trained {FAIRGEN_LARGER['generator_steps']:,} steps)",
-        (Evidence("fairgen", "skin, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+        (
+            Evidence(
+                "fairgen",
+                "skin, test",
+                ("dpo",),
+                ("real only",),
+                ("improvement",),
+                "better",
+                size=95.9,
+            ),
+        ),  # fmt: skip
         sweep="larger",
     ),
     Claim(
@@ -157,14 +178,34 @@ CLAIMS = (
         "05_fairgen",
         "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
         "accuracy gap over real-only training: by 80.0% on chest X-rays",
-        (Evidence("fairgen", "cxr, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+        (
+            Evidence(
+                "fairgen",
+                "cxr, test",
+                ("dpo",),
+                ("real only",),
+                ("improvement",),
+                "better",
+                size=80.0,
+            ),
+        ),  # fmt: skip
     ),
     Claim(
         FAIRGEN,
         "05_fairgen",
         "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
         "accuracy gap over real-only training: by 35.2% on brain MRI",
-        (Evidence("fairgen", "mri, test", ("dpo",), ("real only",), ("improvement",), "better"),),
+        (
+            Evidence(
+                "fairgen",
+                "mri, test",
+                ("dpo",),
+                ("real only",),
+                ("improvement",),
+                "better",
+                size=35.2,
+            ),
+        ),  # fmt: skip
     ),
     Claim(
         FAIRFM,
@@ -219,8 +260,10 @@ def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
 
     A row that no seed measured (``n_seeds`` 0: e.g. its judge was at chance in every seed) is
     counted as not measured and left out of the judgement, which rests on the measured rows.
+    A claim of a size (``Evidence.size``) whose rows go the predicted way but whose intervals
+    exclude the paper's number is reproduced in direction only: "partly".
     """
-    found, expected, numbers, seeds, unmeasured = [], [], [], [], 0
+    found, expected, numbers, seeds, unmeasured, off_size = [], [], [], [], 0, 0
     for evidence in claim.evidence:
         rows = evidence_rows(evidence, pooled)
         measured = rows[rows["n_seeds"] > 0]
@@ -231,9 +274,15 @@ def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
         numbers += [
             f"{r.a} − {r.b}, {r.group} {r.metric}: "
             + (interval(r.value, r.lo, r.hi) if r.n_seeds else f"{UNMEASURED} in any seed")
+            + _beside_size(r, evidence.size)
             for r in rows.itertuples()
         ]
+        if evidence.size is not None:
+            hit = measured["verdict"] == evidence.expected
+            outside = (measured["lo"] > evidence.size) | (measured["hi"] < evidence.size)
+            off_size += int((hit & outside).sum())
     predicted = sum(f == e for f, e in zip(found, expected, strict=True))
+    verdict = judgement(found, expected)
     return {
         "paper": claim.paper,
         "chapter": claim.chapter,
@@ -247,8 +296,16 @@ def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
         "inconclusive": found.count(INCONCLUSIVE),
         UNMEASURED: unmeasured,
         "seeds": min(seeds, default=0),
-        "verdict": judgement(found, expected),
+        "verdict": JUDGEMENTS[1] if verdict == JUDGEMENTS[0] and off_size else verdict,
     }
+
+
+def _beside_size(row, size: float | None) -> str:
+    """Where the paper's number lies against a measured row's interval ("" without one)."""
+    if size is None or not row.n_seeds:
+        return ""
+    where = "above" if row.hi < size else "below" if row.lo > size else "inside"
+    return f" (paper {size:g}: {where} our interval)"
 
 
 def summary(pooled: dict[tuple[str, str], pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:

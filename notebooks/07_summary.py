@@ -21,7 +21,8 @@
 #
 # - **reproduced** when every comparison it predicts comes out as predicted (its interval
 #   excludes zero on the predicted side);
-# - **partly** when some do;
+# - **partly** when some do, or when every one does but a claimed size (FairGen's "by 35.2%")
+#   lies outside our interval: reproduced in direction only;
 # - **not reproduced** when none does (no detectable difference, or the opposite);
 # - **inconclusive** when a comparison has fewer seeds than the minimum.
 #

@@ -56,7 +56,7 @@ def test_rows_no_seed_measured_are_counted_apart_and_left_out_of_the_judgement()
 def test_a_claim_on_another_sweep_is_judged_on_that_sweeps_rows_only():
     larger = next(c for c in claims.CLAIMS if c.sweep == "larger")
     row = {**ROW, "comparison": "fairgen", "setting": "skin, test", "a": "dpo", "b": "real only",
-           "group": "all", "metric": "improvement"}  # fmt: skip
+           "group": "all", "metric": "improvement", "value": 90.0, "lo": 80.0, "hi": 100.0}  # fmt: skip
     pooled = {
         (larger.chapter, "defaults"): pd.DataFrame(
             [{**row, "verdict": "no detectable difference"}]
@@ -68,3 +68,20 @@ def test_a_claim_on_another_sweep_is_judged_on_that_sweeps_rows_only():
     quick = next(c for c in claims.CLAIMS if c.source == (larger.chapter, "defaults"))
     assert table.loc[quick.claim, "verdict"] == "not reproduced"  # skin, the defaults' row
     assert set(claims.SWEEPS) >= {c.sweep for c in claims.CLAIMS}
+
+
+def test_a_claimed_size_outside_our_interval_is_reproduced_in_direction_only():
+    mri = next(c for c in claims.CLAIMS if c.claim.endswith("by 35.2% on brain MRI"))
+    row = {**ROW, "comparison": "fairgen", "setting": "mri, test", "a": "dpo", "b": "real only",
+           "group": "all", "metric": "improvement", "verdict": "better"}  # fmt: skip
+    judged = {
+        size: claims.judge(mri, pd.DataFrame([{**row, "value": v, "lo": lo, "hi": hi}]))
+        for size, (v, lo, hi) in {
+            "small": (5.6, 3.1, 8.0),
+            "the paper's": (30.0, 20.0, 40.0),
+        }.items()
+    }
+    assert judged["small"]["verdict"] == "partly" and judged["small"]["as predicted"] == 1
+    assert "(paper 35.2: above our interval)" in judged["small"]["ours"]
+    assert judged["the paper's"]["verdict"] == "reproduced"
+    assert "(paper 35.2: inside our interval)" in judged["the paper's"]["ours"]
