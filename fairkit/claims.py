@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from fairkit.config import FAIRGEN_LARGER
+from fairkit.config import FAIRGEN_LARGER, FAIRGEN_PAPER
 from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, VERDICTS, interval
 
 JUDGEMENTS = ("reproduced", "partly", "not reproduced", "inconclusive")
@@ -59,13 +59,12 @@ SYNTHFAIR = "SynthFair 2025"
 FAIRGEN = "FairGen 2026"
 FAIRFM = "Queiroz et al. 2025 (fair foundation models review)"
 _GAPS = ("gap_accuracy", "equalized_odds")
-_FAIRGEN_SIZES = {"skin": 95.9, "cxr": 80.0, "mri": 35.2}  # its improvements of the gap, in %
 
 
 def _fairgen_gap(modality: str) -> Evidence:
     """FairGen's claim on one modality: dpo shrinks real only's accuracy gap, by the paper's %."""
     return Evidence("fairgen", f"{modality}, test", ("dpo",), ("real only",), ("improvement",),
-                    "better", size=_FAIRGEN_SIZES[modality])  # fmt: skip
+                    "better", size=FAIRGEN_PAPER[modality])  # fmt: skip
 
 
 _SSL = ("probe, same_site", "fine-tune, same_site")  # studies.pipeline.arm labels

@@ -148,12 +148,12 @@ for m, sc in scenarios.items():
     judges[m] = raters.fit_rater(study.judge_cohort(sc, seed=seed), val, attribute=sc.attribute,
                                  make_model=sc.make_model, config=sc.config(),
                                  min_steps=s.fairgen_rater_steps)  # fmt: skip
-    for name, instrument in (("rater", raters_[m]), ("judges", judges[m])):
-        table = raters.rater_validity(
-            instrument, study.with_finding(sc.test), n_boot=s.n_boot, seed=seed
-        )
-        validity.append(table.assign(modality=m, instrument=name))
-    raters_[m] = raters.validated(raters_[m], validity[-2])
+    checked = {
+        name: raters.rater_validity(instrument, study.with_finding(sc.test), n_boot=s.n_boot, seed=seed)
+        for name, instrument in (("rater", raters_[m]), ("judges", judges[m]))
+    }  # fmt: skip
+    validity += [table.assign(modality=m, instrument=name) for name, table in checked.items()]
+    raters_[m] = raters.validated(raters_[m], checked["rater"])
 validity = run.save_table(pd.concat(validity, ignore_index=True), "instrument_validity")
 display(validity.set_index(["modality", "instrument", "component"]).round(3))
 

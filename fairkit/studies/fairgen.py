@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fairkit import seeds
-from fairkit.config import Settings
+from fairkit.config import FAIRGEN_PAPER, Settings
 from fairkit.data import Cohort, concat, synth
 from fairkit.experiment import Experiment, Scenario
 from fairkit.fairness import Report, metric_rows
@@ -51,7 +51,6 @@ BASELINES = ("resample", "groupdro")  # registered rebalancing methods trained o
 PER_GROUP = ("accuracy", "f1", "auroc")
 GAPS = ("gap_accuracy", "equalized_odds")
 UNDEFINED = "undefined: no gap to reduce"  # real only's gap interval reaches zero
-PAPER = {"skin": 95.9, "cxr": 80.0, "mri": 35.2}  # FairGen's reported improvement, in %
 
 
 # --------------------------------------------------------------------------- the setting
@@ -412,7 +411,9 @@ def improvements(comparisons_: pd.DataFrame) -> pd.DataFrame:
     """The improvement rows with modality, split and method columns, and the paper's number."""
     rows = comparisons_[comparisons_["metric"] == "improvement"].copy()
     rows[["modality", "split"]] = rows["setting"].str.split(", ", expand=True)
-    return rows.rename(columns={"a": "method"}).assign(paper=lambda t: t["modality"].map(PAPER))
+    return rows.rename(columns={"a": "method"}).assign(
+        paper=lambda t: t["modality"].map(FAIRGEN_PAPER)
+    )
 
 
 def beta_sweep(
@@ -497,13 +498,13 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes
         external_gain = row(external, variant, REAL_ONLY, "improvement")
         lines.append(
             f"- **{m}**: the accuracy gap shrinks by {said(gain, '%')} over real only "
-            f"(paper: {PAPER[m]}%), a gap difference of {said(gap)}; the oracle's "
+            f"(paper: {FAIRGEN_PAPER[m]}%), a gap difference of {said(gap)}; the oracle's "
             f"improvement {said(oracle_gain, '%')}; {variant} − oracle gap {said(vs_oracle)}; "
             f"external site {said(external_gain, '%')}; the registry's baselines "
             + ", ".join(
                 f"{b} {said(row(test, b, REAL_ONLY, 'improvement'), '%')}" for b in BASELINES
             )
-            + f". {_verdict_words(gain, PAPER[m], seeds)}"
+            + f". {_verdict_words(gain, FAIRGEN_PAPER[m], seeds)}"
         )
         groups = pooled[
             (pooled["setting"] == test) & (pooled["a"] == variant) & (pooled["b"] == REAL_ONLY)
