@@ -38,7 +38,7 @@ class Settings:
     fairgen_diffusion_batch: int  # images per step (quick: more, smaller steps learn faster)
     fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
     fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO
-    fairgen_rater_steps: int  # fewest optimiser steps of each rater and judge classifier
+    fairgen_rater_steps: int  # fewest optimiser steps of each of the rater's classifiers
     ssl_pool: int  # unlabelled images a self-supervised encoder pretrains on
     ssl_steps: int  # its SimCLR optimiser steps
     ssl_batch: int  # images per step (each seen in two views)

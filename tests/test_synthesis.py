@@ -97,7 +97,7 @@ def test_synthesis_conditions_on_the_plans_columns_and_nulls_the_others(unet, mo
     assert seen["codes"].tolist() == expected
 
 
-@pytest.mark.parametrize("sampler", ["dpmsolver", "ddpm"])  # DDPM draws noise at every step
+@pytest.mark.parametrize("sampler", ["dpmsolver", "dpmsolver_sde", "ddpm"])  # the last two: noise
 def test_synthesis_is_reproducible_with_a_seed_and_differs_with_another(unet, sampler):
     first, again, other = (_make(unet, _plan(), seed=s, sampler=sampler) for s in (0, 0, 1))
     np.testing.assert_array_equal(first.images, again.images)

@@ -148,6 +148,7 @@ def preference_set(
     per_cell: int,
     agreement: float,
     guidance: float,
+    sampler: str,
     seed: int,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Pairs of images generated for the same (group, finding), judged by the rater.
@@ -159,7 +160,8 @@ def preference_set(
     plan = cells(scenario, rule="inverse").assign(synthesise=2 * per_cell)
     drawn = synthesise(
         model, plan, label=FINDING, classes=scenario.train.classes, modality=scenario.train.modality,
-        seed=seeds.stream(seed, "preference candidates"), guidance=guidance, progress=False,
+        seed=seeds.stream(seed, "preference candidates"), sampler=sampler, guidance=guidance,
+        progress=False,
     )  # fmt: skip
     key = [scenario.attribute, FINDING]
     order = drawn.meta.groupby(key, sort=False).cumcount().to_numpy()
@@ -425,6 +427,7 @@ def beta_sweep(
     betas,
     steps: int,
     guidance: float,
+    sampler: str,
     sampling_steps: int,
     seed: int,
     device: str,
@@ -442,8 +445,8 @@ def beta_sweep(
             )  # fmt: skip
             drawn = synthesise(
                 tuned, plan, label=FINDING, classes=scenario.train.classes,
-                modality=scenario.train.modality, seed=seed, steps=sampling_steps,
-                guidance=guidance, progress=False,
+                modality=scenario.train.modality, seed=seed, sampler=sampler,
+                steps=sampling_steps, guidance=guidance, progress=False,
             )  # fmt: skip
             score = rater.score(drawn.images, drawn.meta[[scenario.attribute, FINDING]])["score"]
             hits = preference_accuracy(tuned, test_pairs, images, seed=seed)
