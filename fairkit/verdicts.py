@@ -236,6 +236,23 @@ def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def side_by_side(sweeps: dict[str, pd.DataFrame], *, by: list[str]) -> pd.DataFrame:
+    """Several sweeps' pooled differences, a column each: ``value [lo, hi] verdict (n seeds)``.
+
+    For a changed default: the same comparisons, each sweep pooled over its own seeds, so the
+    old and the new setting's verdicts stand side by side. Keys are compared as text.
+    """
+    columns = {}
+    for name, table in sweeps.items():
+        pooled = pool_seeds(table, by=by)
+        said = [
+            f"{interval(r.value, r.lo, r.hi)} {r.verdict} ({r.n_seeds} seeds)"
+            for r in pooled.itertuples()
+        ]
+        columns[name] = pd.Series(said, index=pooled[by].astype(str).set_index(by).index)
+    return pd.DataFrame(columns)
+
+
 def beside_run(pooled: pd.DataFrame, this_run: pd.DataFrame) -> pd.DataFrame:
     """Pooled verdicts with this run's own difference and verdict beside them.
 

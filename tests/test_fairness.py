@@ -261,6 +261,20 @@ def test_this_run_is_matched_to_pooled_rows_read_back_from_csv():
     assert partial["agrees"].tolist() == [True, None]  # no row in this run: nothing to agree
 
 
+def test_two_sweeps_stand_side_by_side_each_pooled_over_its_own_seeds():
+    def sweep(values, keys=("k1",)):
+        return pd.DataFrame({"key": [k for k in keys for _ in values], "metric": "f1",
+                             "seed": list(range(len(values))) * len(keys),
+                             "value": list(values) * len(keys), "lo": -1.0, "hi": 1.0})  # fmt: skip
+
+    new, old = sweep([0.05, 0.06, 0.04, 0.05, 0.055]), sweep([0.1, -0.08, 0.05], keys=("k1", "k2"))
+    both = verdicts.side_by_side({"new": new, "old": old}, by=["key"])
+    assert list(both.columns) == ["new", "old"] and both.index.tolist() == ["k1", "k2"]
+    assert both.loc["k1", "new"].endswith("better (5 seeds)")
+    assert both.loc["k1", "old"].endswith("inconclusive (3 seeds)")
+    assert pd.isna(both.loc["k2", "new"])  # a comparison only the old sweep made
+
+
 def test_pooled_effectiveness_is_worded_as_higher_is_better():
     def rows(values):
         return pd.DataFrame({"comparison": "soundness", "setting": "do(x)", "a": "learned",
