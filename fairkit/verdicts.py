@@ -246,7 +246,7 @@ def side_by_side(sweeps: dict[str, pd.DataFrame], *, by: list[str]) -> pd.DataFr
     for name, table in sweeps.items():
         pooled = pool_seeds(table, by=by)
         said = [
-            f"{interval(r.value, r.lo, r.hi)} {r.verdict} ({r.n_seeds} seeds)"
+            f"{interval(r.value, r.lo, r.hi)} {r.verdict} ({r.n_seeds} seed{'s' * (r.n_seeds != 1)})"
             for r in pooled.itertuples()
         ]
         columns[name] = pd.Series(said, index=pooled[by].astype(str).set_index(by).index)
