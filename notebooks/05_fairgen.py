@@ -205,8 +205,9 @@ run.save_figure(
 # the alignment. The oracle draws the same number of real images of each cell from the causal
 # model. Why the SDE form of DPM-Solver++: on these small generators the deterministic
 # (ODE) samplers show the intended group far less often than DDPM's 1,000 stochastic steps,
-# even when solved exactly by DDIM with 1,000 steps, while the SDE form at 20 steps matches
-# DDPM (`benchmarks/fairgen.py`; `-p sampler dpmsolver` runs the chapter with the ODE form).
+# even when solved almost exactly by DDIM with 1,000 steps, while the SDE form at 20 steps
+# recovers most of the loss (`benchmarks/fairgen.py`; `-p sampler dpmsolver` runs the chapter
+# with the ODE form).
 
 # %%
 synthetic, folders = {}, {}
