@@ -41,7 +41,7 @@ from fairkit.studies import fairgen as study
 from fairkit.synthesis import synthesise
 from fairkit.training import dpo_loss, pair_errors
 
-NAMES = {
+NAMES = {  # how the printout names each of diffusion.SAMPLERS
     "dpmsolver_sde": "SDE-DPM-Solver++",
     "dpmsolver": "DPM-Solver++ (ODE)",
     "ddim": "DDIM (ODE)",
@@ -199,9 +199,9 @@ def synthesis_rates(args, device: str) -> None:
 def sampler_steps(text: str) -> tuple[str, int]:
     """``sampler:steps`` (e.g. ``dpmsolver_sde:20``) as a pair; an unknown sampler refused."""
     sampler, _, steps = text.partition(":")
-    if sampler not in NAMES or not steps.isdigit() or int(steps) < 1:
+    if sampler not in diffusion.SAMPLERS or not steps.isdigit() or int(steps) < 1:
         raise argparse.ArgumentTypeError(
-            f"expected SAMPLER:STEPS with SAMPLER one of {sorted(NAMES)}; got {text!r}"
+            f"expected SAMPLER:STEPS with SAMPLER one of {diffusion.SAMPLERS}; got {text!r}"
         )
     return sampler, int(steps)
 
