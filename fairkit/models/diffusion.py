@@ -166,7 +166,8 @@ def make_scheduler(model: ConditionalUNet, name: str, *, clip: bool = True):
     is its SDE form, SDE-DPM-Solver++(2M) (Lu et al. 2022), which like DDPM solves the reverse
     SDE and so draws fresh noise at each step. On chapter 5's small generators the ODE, even
     solved almost exactly (DDIM 1000 steps), shows the intended group far less often than
-    DDPM's reverse SDE; the SDE form at 20 steps recovers most of it (``benchmarks/fairgen.py``).
+    DDPM's reverse SDE; the SDE form at 20 steps shows no detectable difference from DDPM, its
+    interval only just reaching zero (``benchmarks/fairgen.py``).
 
     ``clip`` keeps each step's predicted clean image in [-1, 1] (DPM-Solver++ by dynamic
     thresholding): near t = T the cosine schedule's signal is ~0, and an unclipped estimate of
