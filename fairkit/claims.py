@@ -1,40 +1,180 @@
-"""The seed papers' claims as data, and how a claim is judged from the pooled comparisons.
+"""The seed papers' claims as pre-registered tests, and the one function that words their verdicts.
 
-A claim names the pooled comparison rows (``verdicts.pool_seeds`` over a chapter's
-``comparisons`` tables in ``results/``) that would show it, and the verdict each row should
-have if the claim holds. ``judge`` reads those rows; nothing here is retyped from a run.
+A claim is fixed before its sweep is read: one *primary endpoint* (a paired comparison pooled
+over seeds; other rows are secondary, shown and not voted), the *smallest effect of interest*
+that would matter, the *gates* that must pass for the test to mean anything (positive controls,
+manipulation checks, instruments valid with margin) and the *family* within which Holm's
+correction applies. ``judge`` reads a chapter's per-seed evidence rows (``studies.evidence``)
+and gives one of five words (``WORDS``), or names levelling down; nothing is retyped from a run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from fairkit.config import FAIRGEN_LARGER, FAIRGEN_PAPER
-from fairkit.verdicts import INCONCLUSIVE, MIN_SEEDS, VERDICTS, interval
+from fairkit.verdicts import (
+    ALPHA,
+    MIN_SEEDS,
+    fieller,
+    higher_is_better,
+    holm,
+    seeds_needed,
+    t_interval,
+    t_pvalue,
+)
 
-JUDGEMENTS = ("reproduced", "partly", "not reproduced", "inconclusive")
-TALLY = ("as predicted", "opposite", "no detectable difference", "inconclusive", "not measured")
-UNMEASURED = "not measured"  # no seed has the number: its instrument is invalid in every seed
+WORDS = ("reproduced", "contradicted", "no effect", "underpowered", "untestable here")
+LEVELLING_DOWN = "levelling down"  # a narrower gap made by lowering the better-served group
+VERDICTS = (*WORDS, LEVELLING_DOWN)
+PREDICTIONS = ("better", "worse", "equal")  # a against b; "equal": within ± the smallest effect
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """Pooled comparison rows that bear on a claim, and the verdict the claim predicts."""
+class Rows:
+    """Which per-seed evidence rows an endpoint or gate reads (comparisons' columns)."""
 
     comparison: str
     setting: str  # the start of the setting's label, e.g. "age" for "age, small_cnn"
-    a: tuple
-    b: tuple
-    metrics: tuple[str, ...]
-    expected: str  # "better" or "worse": a's difference with b if the claim holds
-    size: float | None = None  # the paper's number, where it claims one (e.g. 35.2 (%))
+    a: str
+    b: str
+    metric: str
+    group: str = "all"  # "*": every group, averaged within each seed
+    size: float | None = None  # the paper's number for these rows, where it claims one
+
+    def select(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``table`` this selection names (keys compared as text)."""
+        hit = (
+            (table["comparison"] == self.comparison)
+            & table["setting"].astype(str).str.startswith(self.setting)
+            & (table["a"].astype(str) == self.a)
+            & (table["b"].astype(str) == self.b)
+            & (table["metric"] == self.metric)
+        )
+        return table[hit & ((table["group"].astype(str) == self.group) | (self.group == "*"))]
+
+    def label(self, estimator: str = "difference") -> str:
+        """How the book names the rows: ``a − b, group metric (setting)`` (``a / b`` a ratio)."""
+        sign = "/" if estimator == "ratio" else "−"
+        group = "every group" if self.group == "*" else self.group
+        return f"{self.a} {sign} {self.b}, {group} {self.metric} ({self.setting})"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A pooled estimate over seeds: value, 95% interval, seeds, spread and the test's p."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+    sd: float  # seed-level spread, in the estimate's units (linearised for a ratio)
+    p: float  # two-sided p-value against the endpoint's null
+
+    def text(self, unit: str = "") -> str:
+        """``value [lo, hi] (n seeds)``; an interval without bounds says so."""
+        if self.n == 0 or not np.isfinite(self.value):
+            return "not measured"
+        digits = 1 if unit == "%" else 3
+        bounds = (
+            f"[{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+            if np.isfinite(self.lo) and np.isfinite(self.hi)
+            else "[unbounded]"
+        )
+        return f"{self.value:.{digits}f}{unit} {bounds} ({self.n} seeds)"
+
+
+def _per_seed(rows: pd.DataFrame, column: str) -> pd.Series:
+    """One number per seed (the mean where a seed has several rows)."""
+    return rows.groupby("seed")[column].mean()
+
+
+def estimate(rows: pd.DataFrame, *, estimator: str = "difference", null: float = 0.0) -> Estimate:
+    """Pool the per-seed rows of one endpoint by its estimator.
+
+    - ``difference``: the mean paired difference ``value`` with a seed-level t interval.
+    - ``ratio``: Σ a_value / Σ b_value over seeds (ratio of means) with Fieller's interval.
+    - ``improvement``: 100 (Σ b - Σ a) / Σ b, a gap's reduction in % (FairGen's metric) as a
+      ratio of means over *all* seeds, with Fieller's interval; no seed is dropped.
+
+    The p-value tests the endpoint against ``null``; for a ratio it is Fieller's own pivot,
+    a t test of x - null·y, so p < 0.05 exactly when the interval excludes ``null``.
+    """
+    if estimator == "difference":
+        values = _per_seed(rows, "value").to_numpy(float)
+        value, lo, hi = t_interval(values)
+        finite = values[np.isfinite(values)]
+        sd = float(finite.std(ddof=1)) if len(finite) > 1 else np.nan
+        return Estimate(value, lo, hi, len(finite), sd, t_pvalue(values, null=null))
+    if estimator not in ("ratio", "improvement"):
+        raise ValueError(
+            f"unknown estimator {estimator!r}; expected difference, ratio or improvement"
+        )
+    a, b = _per_seed(rows, "a_value").to_numpy(float), _per_seed(rows, "b_value").to_numpy(float)
+    x, y = (a, b) if estimator == "ratio" else (100 * (b - a), b)  # see pooled_improvement
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    value, lo, hi = fieller(x, y)
+    if len(x) < 2 or not np.isfinite(value):
+        return Estimate(value, lo, hi, len(x), np.nan, np.nan)
+    sd = float(np.std(x - value * y, ddof=1) / abs(y.mean()))  # delta method
+    return Estimate(value, lo, hi, len(x), sd, t_pvalue(x - null * y))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A claim's endpoint: rows, what the claim predicts, and the smallest effect of interest.
+
+    ``levelling`` names the per-group metric (same a, b and setting) that tells a gap narrowed
+    by raising the worse-served group from one narrowed by lowering the better-served one.
+    """
+
+    rows: Rows
+    predicts: str  # one of PREDICTIONS
+    sesoi: float  # smallest effect of interest, in the endpoint's units (> 0)
+    estimator: str = "difference"
+    null: float = 0.0  # the value of "no effect" (1 for a ratio to a ceiling)
+    levelling: str | None = None
+    unit: str = ""
+
+    def __post_init__(self):
+        if self.predicts not in PREDICTIONS:
+            raise ValueError(f"an endpoint predicts one of {PREDICTIONS}, not {self.predicts!r}")
+        if not self.sesoi > 0:
+            raise ValueError(f"the smallest effect of interest must be > 0, got {self.sesoi}")
+
+    @property
+    def higher_better(self) -> bool:
+        """Whether a larger value of the endpoint favours a."""
+        return self.estimator != "difference" or higher_is_better(self.rows.metric)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A check that must pass before a claim is judged: its interval lies wholly past a bound."""
+
+    name: str  # what it shows, in words ("the oracle closes part of the gap")
+    rows: Rows
+    above: bool  # True: the interval must lie above ``bound``; False: below it
+    bound: float = 0.0
+    estimator: str = "difference"
+
+    def check(self, evidence: pd.DataFrame) -> tuple[bool, str]:
+        """(passed, ``name: value [lo, hi] (needs > bound)``); unmeasured rows fail."""
+        found = estimate(self.rows.select(evidence), estimator=self.estimator)
+        side = ">" if self.above else "<"
+        passed = found.n >= 2 and bool(
+            found.lo > self.bound if self.above else found.hi < self.bound
+        )
+        return passed, f"{self.name}: {found.text()} (needs {side} {self.bound:g})"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One published claim: the paper, the chapter that tests it, and its evidence.
+    """One published claim as a pre-registered test (see the module's docstring).
 
     ``sweep`` names a kept sweep other than the chapter's defaults (a key of ``SWEEPS``).
     """
@@ -42,244 +182,351 @@ class Claim:
     paper: str
     chapter: str
     claim: str
-    evidence: tuple[Evidence, ...]
+    family: str  # Holm's correction applies over the primary endpoints of one family
+    primary: Endpoint
+    secondary: tuple[Rows, ...] = ()
+    gates: tuple[Gate, ...] = ()
     sweep: str = "defaults"
 
     @property
     def source(self) -> tuple[str, str]:
-        """(chapter, sweep): the pooled results the claim is judged on."""
+        """(chapter, sweep): the evidence the claim is judged on."""
         return self.chapter, self.sweep
 
 
 SWEEPS = {"defaults": {}, "larger": FAIRGEN_LARGER}  # each sweep's parameters off the defaults
 
-
 SPARE = "Xu et al. 2026 (SPARE)"
 SYNTHFAIR = "SynthFair 2025"
 FAIRGEN = "FairGen 2026"
 FAIRFM = "Queiroz et al. 2025 (fair foundation models review)"
-_GAPS = ("gap_accuracy", "equalized_odds")
+
+# Smallest effects of interest, fixed before reading the sweeps:
+# - F1, precision, recall, accuracy, AUROC of a group: 0.02, two points. Smaller changes are
+#   below what a clinician would act on and below the spread of one 1,500-image test set.
+# - A fairness gap (accuracy, equal opportunity, equalized odds): 0.02 absolute; at our
+#   real-only gaps of 0.05-0.2 that is 10-40% of the gap, the scale of the papers' gains.
+# - Learned counterfactual effectiveness against its exact ceiling: a ratio within 0.8-1.2, as
+#   close to the exact counterfactual as a judge's own accuracy spread allows.
+METRIC_SESOI = 0.02
+CEILING_SESOI = 0.2
+PROBE_MARGIN = 0.05  # SSL gate: the probe's AUROC at most 0.05 below supervised in each group
+AGREEMENT = 0.8  # manipulation / instrument gates: judges see the intended value in ≥ 80%
+MINORITY = {"skin": "dark", "cxr": "F", "mri": "old"}  # each modality's under-served group
 
 
-def _fairgen_gap(modality: str) -> Evidence:
-    """FairGen's claim on one modality: dpo shrinks real only's accuracy gap, by the paper's %."""
-    return Evidence("fairgen", f"{modality}, test", ("dpo",), ("real only",), ("improvement",),
-                    "better", size=FAIRGEN_PAPER[modality])  # fmt: skip
+def _spare(claim: str, family: str, rows: Rows, predicts: str, *, secondary=(), levelling=None):
+    return Claim(SPARE, "03_spare", claim, family,
+                 Endpoint(rows, predicts, METRIC_SESOI, levelling=levelling), secondary)  # fmt: skip
 
 
-_SSL = ("probe, same_site", "fine-tune, same_site")  # studies.pipeline.arm labels
-_BASELINES = ("erm", "resample", "reweight", "groupdro", "in_group", "threshold (EOdds)")
+def _fairgen_gates(modality: str) -> tuple[Gate, ...]:
+    """Before FairGen is judged on a modality: the oracle works, DPO aligned, the images show it."""
+    setting, group = f"{modality}, test", MINORITY[modality]
+    return (
+        Gate("positive control: the oracle (real images of the same cells) narrows the gap",
+             Rows("fairgen", setting, "oracle", "real only", "gap_accuracy"), above=False),
+        Gate(f"manipulation check: DPO raises held-out preference accuracy for {group}",
+             Rows("alignment", f"{modality}, held-out pairs", "dpo", "unaligned",
+                  "preference_accuracy", group), above=True),
+        Gate(f"manipulation check: judges see {group} in the synthetic {group} images",
+             Rows("manipulation", f"{modality}, synthetic", "dpo", "intended",
+                  "group_agreement", group), above=True, bound=AGREEMENT),
+    )  # fmt: skip
+
+
+def _fairgen(modality: str, claim: str, *, sweep: str = "defaults") -> Claim:
+    """FairGen on one modality: dpo narrows real only's accuracy gap (primary: the gap's change).
+
+    The source never defines its "improvement"; we read it as the relative reduction of the
+    per-group accuracy gap and show it as a secondary row (a ratio of means over all seeds).
+    """
+    setting = f"{modality}, test"
+    gap = Rows("fairgen", setting, "dpo", "real only", "gap_accuracy")
+    return Claim(
+        FAIRGEN, "05_fairgen", claim, "FairGen",
+        Endpoint(gap, "better", METRIC_SESOI, levelling="accuracy"),
+        secondary=(Rows("fairgen", setting, "dpo", "real only", "improvement",
+                        size=FAIRGEN_PAPER[modality]),
+                   Rows("fairgen", f"{modality}, external", "dpo", "real only", "gap_accuracy")),
+        gates=_fairgen_gates(modality), sweep=sweep,
+    )  # fmt: skip
+
+
+def _synthfair(intervention: str, directions: tuple[str, str]) -> Claim:
+    """SynthFair on one intervention: learned counterfactuals reach their exact ceiling."""
+    return Claim(
+        SYNTHFAIR, "04_counterfactuals",
+        f"Learned counterfactuals are effective for {intervention}: an attribute classifier "
+        "finds the intervened value as often as on the exact counterfactuals (Fig. 2)",
+        "SynthFair",
+        Endpoint(Rows("ceiling", intervention, "learned", "exact", "effectiveness", "*"),
+                 "equal", CEILING_SESOI, estimator="ratio", null=1.0),
+        secondary=tuple(Rows("ceiling", intervention, "learned", "exact", "effectiveness", d)
+                        for d in directions),
+        gates=tuple(Gate(f"instrument: the judge finds '{d}' on exact counterfactuals",
+                         Rows("instrument", intervention, "exact", "intended", "effectiveness", d),
+                         above=True, bound=AGREEMENT) for d in directions),
+    )  # fmt: skip
+
+
+def _ssl(modality: str) -> Claim:
+    """Queiroz et al. on one modality: the SSL probe's accuracy gap is smaller than supervised's."""
+    setting, probe = f"{modality}, test", "probe, same_site"
+    groups = {"skin": ("dark", "light"), "cxr": ("F", "M"), "mri": ("old", "young")}[modality]
+    return Claim(
+        FAIRFM, "06_pipeline",
+        f"Self-supervised pretraining is fairer than supervised training ({modality}): a smaller "
+        "accuracy gap for the linear probe",
+        "SSL fairer",
+        Endpoint(Rows("pipeline", setting, probe, "supervised", "gap_accuracy"), "better",
+                 METRIC_SESOI, levelling="accuracy"),
+        secondary=(Rows("pipeline", setting, probe, "supervised", "equalized_odds"),
+                   Rows("pipeline", setting, "fine-tune, same_site", "supervised", "gap_accuracy")),
+        gates=tuple(Gate(f"the probe is a competent model: its {g} AUROC is near supervised's",
+                         Rows("pipeline", setting, probe, "supervised", "auroc", g),
+                         above=True, bound=-PROBE_MARGIN) for g in groups),
+    )  # fmt: skip
+
+
+def _fine_tune(modality: str) -> Claim:
+    setting = f"{modality}, test"
+    return Claim(
+        FAIRFM, "06_pipeline",
+        f"Fine-tuning narrows the gap against the linear probe of the same encoder ({modality})",
+        "fine-tuning",
+        Endpoint(Rows("pipeline", setting, "fine-tune, same_site", "probe, same_site",
+                      "gap_accuracy"), "better", METRIC_SESOI, levelling="accuracy"),
+        secondary=(Rows("pipeline", setting, "fine-tune, same_site", "probe, same_site",
+                        "equalized_odds"),),
+    )  # fmt: skip
+
+
+_MITIGATION = ("resample", "reweight", "groupdro", "in_group", "threshold (EOdds)")
 CLAIMS = (
-    Claim(
-        SPARE,
-        "03_spare",
-        "Higher F1 than the standard baseline (ERM) for both age groups (ISIC 2019)",
-        (Evidence("method", "age", ("spare",), ("erm",), ("f1",), "better"),),
-    ),
-    Claim(
-        SPARE,
-        "03_spare",
-        "Smaller equal-opportunity and equalized-odds gaps than ERM across age groups",
-        (
-            Evidence(
-                "method",
-                "age",
-                ("spare",),
-                ("erm",),
-                ("equal_opportunity", "equalized_odds"),
-                "better",
-            ),
-        ),
-    ),
-    Claim(
-        SPARE,
-        "03_spare",
-        "Higher precision, recall and F1 for light and dark skin than bias-mitigation baselines "
-        "(Fitzpatrick17k)",
-        (
-            Evidence(
-                "method",
-                "skin type",
-                ("spare",),
-                _BASELINES,
-                ("precision", "recall", "f1"),
-                "better",
-            ),
-        ),  # fmt: skip
-    ),
-    Claim(
-        SPARE,
-        "03_spare",
-        "Both signals together beat similarity alone and utility alone",
-        (
-            Evidence(
-                "ablation", "skin type", ("similarity", "utility"), ("spare",), ("f1",), "worse"
-            ),
-        ),  # fmt: skip
-    ),
-    Claim(
-        SPARE,
-        "03_spare",
-        "Continuous DeepFool-based weights beat confidence-based distances, binary selection "
-        "and group-level weights",
-        (
-            Evidence(
-                "ablation",
-                "skin type",
-                ("confidence", "binary", "group_level"),
-                ("spare",),
-                ("f1",),
-                "worse",
-            ),
-        ),  # fmt: skip
-    ),
-    Claim(
-        SPARE,
-        "03_spare",
-        "Independent group models do best; sharing more stages costs performance",
-        (Evidence("sharing", "skin type", ("1", "2", "3", "4"), ("0",), ("f1",), "worse"),),
-    ),
-    Claim(
-        SYNTHFAIR,
-        "04_counterfactuals",
-        "Learned counterfactuals are effective: an attribute classifier finds the intervened "
-        "value (above chance) for every intervention (Fig. 2)",
-        (Evidence("soundness", "do(", ("learned",), ("chance",), ("effectiveness",), "better"),),
-    ),
-    Claim(
-        FAIRGEN,
-        "05_fairgen",
-        "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
-        "accuracy gap over real-only training: by 95.9% on skin (skin type)",
-        (_fairgen_gap("skin"),),
-    ),
-    Claim(
-        FAIRGEN,
-        "05_fairgen",
-        f"The same, on skin at the chapter's larger CPU setting ({FAIRGEN_LARGER['n_train']:,} "
-        f"training images, generators trained {FAIRGEN_LARGER['generator_steps']:,} steps)",
-        (_fairgen_gap("skin"),),
-        sweep="larger",
-    ),
-    Claim(
-        FAIRGEN,
-        "05_fairgen",
-        "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
-        "accuracy gap over real-only training: by 80.0% on chest X-rays",
-        (_fairgen_gap("cxr"),),
-    ),
-    Claim(
-        FAIRGEN,
-        "05_fairgen",
-        "Real + preference-aligned synthetic images of the rare cells shrink the per-group "
-        "accuracy gap over real-only training: by 35.2% on brain MRI",
-        (_fairgen_gap("mri"),),
-    ),
-    Claim(
-        FAIRFM,
-        "06_pipeline",
-        "Self-supervised pretraining is fairer than supervised training: smaller accuracy and "
-        "equalized-odds gaps (linear probe and fine-tuned, each modality's test set)",
-        tuple(
-            Evidence("pipeline", f"{m}, test", _SSL, ("supervised",), _GAPS, "better")
-            for m in ("skin", "cxr", "mri")
-        ),
-    ),
-    Claim(
-        FAIRFM,
-        "06_pipeline",
-        "Fine-tuning aligns a pretrained model with its target and narrows the gap: fine-tuned "
-        "against the linear probe of the same encoder",
-        tuple(
-            Evidence("pipeline", f"{m}, test", _SSL[1:], _SSL[:1], _GAPS, "better")
-            for m in ("skin", "cxr", "mri")
-        ),
-    ),
-)
+    _spare("Higher F1 than the standard baseline (ERM) for both age groups (ISIC 2019); "
+           "primary: the old group", "SPARE vs ERM",
+           Rows("method", "age", "spare", "erm", "f1", "old"), "better",
+           secondary=(Rows("method", "age", "spare", "erm", "f1", "young"),)),
+    _spare("Smaller equal-opportunity and equalized-odds gaps than ERM across age groups",
+           "SPARE vs ERM", Rows("method", "age", "spare", "erm", "equal_opportunity"), "better",
+           secondary=(Rows("method", "age", "spare", "erm", "equalized_odds"),),
+           levelling="recall"),
+    *(_spare(f"Higher precision, recall and F1 for dark skin than {b} (Fitzpatrick17k); "
+             "primary: dark-skin F1", "SPARE vs baselines",
+             Rows("method", "skin type", "spare", b, "f1", "dark"), "better",
+             secondary=tuple(Rows("method", "skin type", "spare", b, m, g)
+                             for m in ("precision", "recall", "f1") for g in ("dark", "light")
+                             if (m, g) != ("f1", "dark")))
+      for b in _MITIGATION),
+    *(_spare(f"Both signals together beat {alone} alone (dark-skin F1)", "SPARE ablations",
+             Rows("ablation", "skin type", alone, "spare", "f1", "dark"), "worse",
+             secondary=(Rows("ablation", "skin type", alone, "spare", "f1", "light"),))
+      for alone in ("similarity", "utility")),
+    *(_spare(f"Continuous DeepFool-based weights beat {name} (dark-skin F1)", "SPARE ablations",
+             Rows("ablation", "skin type", variant, "spare", "f1", "dark"), "worse",
+             secondary=(Rows("ablation", "skin type", variant, "spare", "f1", "light"),))
+      for variant, name in (("confidence", "confidence-based distances"),
+                            ("binary", "binary selection"), ("group_level", "group-level weights"))),
+    _spare("Independent group models do best; sharing stages costs performance (primary: all "
+           "four stages shared, dark-skin F1)", "SPARE ablations",
+           Rows("sharing", "skin type", "4", "0", "f1", "dark"), "worse",
+           secondary=tuple(Rows("sharing", "skin type", k, "0", "f1", g)
+                           for k in "1234" for g in ("dark", "light") if (k, g) != ("4", "dark"))),
+    *(_synthfair(i, d) for i, d in (("do(skin type)", ("dark → light", "light → dark")),
+                                    ("do(sex)", ("F → M", "M → F")),
+                                    ("do(age)", ("old → young", "young → old")),
+                                    ("do(disease)", ("→ melanoma", "→ nevus")))),
+    _fairgen("skin", "Real + preference-aligned synthetic images of the rare cells narrow the "
+             f"per-group accuracy gap over real-only training (skin; paper: {FAIRGEN_PAPER['skin']}%)"),
+    _fairgen("skin", f"The same, on skin at the chapter's larger CPU setting "
+             f"({FAIRGEN_LARGER['n_train']:,} training images, generators trained "
+             f"{FAIRGEN_LARGER['generator_steps']:,} steps)", sweep="larger"),
+    _fairgen("cxr", "The same, on chest X-rays (paper: "
+             f"{FAIRGEN_PAPER['cxr']}%)"),
+    _fairgen("mri", f"The same, on brain MRI (paper: {FAIRGEN_PAPER['mri']}%)"),
+    *(_ssl(m) for m in ("skin", "cxr", "mri")),
+    *(_fine_tune(m) for m in ("skin", "cxr", "mri")),
+)  # fmt: skip
 
 
-def evidence_rows(evidence: Evidence, pooled: pd.DataFrame) -> pd.DataFrame:
-    """The pooled rows an evidence entry selects (``a``/``b`` compared as text)."""
-    return pooled[
-        (pooled["comparison"] == evidence.comparison)
-        & pooled["setting"].astype(str).str.startswith(evidence.setting)
-        & pooled["a"].astype(str).isin(evidence.a)
-        & pooled["b"].astype(str).isin(evidence.b)
-        & pooled["metric"].isin(evidence.metrics)
-    ]
+# --------------------------------------------------------------------------- judging
 
 
-def judgement(found: list[str], expected: list[str]) -> str:
-    """Reproduced (every row as predicted), partly (some), not reproduced (none), inconclusive.
+def levelled_down(endpoint: Endpoint, evidence: pd.DataFrame) -> bool:
+    """Whether the better-served group got detectably worse while the other did not rise.
 
-    Inconclusive when a row lacks ``MIN_SEEDS`` seeds or there are no rows. A row with the
-    opposite verdict counts against the claim; "no detectable difference" counts as not shown.
+    The better-served group is the one with the higher mean of ``b`` on the per-group metric
+    (``Endpoint.levelling``); "worse"/"rise" are judged by each group's pooled interval.
     """
-    if not found or INCONCLUSIVE in found:
-        return JUDGEMENTS[3]
-    hits = sum(f == e for f, e in zip(found, expected, strict=True))
-    if hits == len(found):
-        return JUDGEMENTS[0]
-    return JUDGEMENTS[1] if hits else JUDGEMENTS[2]
+    if endpoint.levelling is None:
+        return False
+    rows = endpoint.rows
+    per_group = evidence[
+        (evidence["comparison"] == rows.comparison)
+        & evidence["setting"].astype(str).str.startswith(rows.setting)
+        & (evidence["a"].astype(str) == rows.a) & (evidence["b"].astype(str) == rows.b)
+        & (evidence["metric"] == endpoint.levelling) & (evidence["group"].astype(str) != "all")
+    ]  # fmt: skip
+    if per_group["group"].nunique() < 2:
+        return False
+    sign = 1 if higher_is_better(endpoint.levelling) else -1
+    base = per_group.groupby("group")["b_value"].mean() * sign
+    better, worse = base.idxmax(), base.idxmin()
+    _, lo_b, hi_b = t_interval(_per_seed(per_group[per_group["group"] == better], "value"))
+    _, lo_w, hi_w = t_interval(_per_seed(per_group[per_group["group"] == worse], "value"))
+    dropped = hi_b < 0 if sign > 0 else lo_b > 0
+    raised = lo_w > 0 if sign > 0 else hi_w < 0
+    return bool(dropped and not raised)
 
 
-def judge(claim: Claim, pooled: pd.DataFrame) -> dict:
-    """One row of the summary: the claim, our pooled numbers, the tally and the judgement.
+def word(
+    endpoint: Endpoint, found: Estimate, *, p_adjusted: float, gates_passed: bool,
+    levelled: bool = False,
+) -> str:  # fmt: skip
+    """The one place a claim's verdict is worded, from its pooled primary endpoint.
 
-    A row that no seed measured (``n_seeds`` 0: e.g. its judge was at chance in every seed) is
-    counted as not measured and left out of the judgement, which rests on the measured rows.
-    A claim of a size (``Evidence.size``) whose rows go the predicted way but whose intervals
-    exclude the paper's number is reproduced in direction only: "partly".
+    - untestable here: a gate failed (or was not measured);
+    - underpowered: fewer than ``MIN_SEEDS`` seeds, or none of the below;
+    - for a directional claim: reproduced when the Holm-adjusted p < α on the predicted side
+      (levelling down when the better-served group paid for it), contradicted on the other
+      side, no effect when the interval lies inside null ± the smallest effect of interest;
+    - for a claim of equality: reproduced when the interval lies inside null ± the smallest
+      effect, contradicted when it lies wholly outside it.
     """
-    found, expected, numbers, seeds, unmeasured, off_size = [], [], [], [], 0, 0
-    for evidence in claim.evidence:
-        rows = evidence_rows(evidence, pooled)
-        measured = rows[rows["n_seeds"] > 0]
-        unmeasured += len(rows) - len(measured)
-        seeds += list(measured["n_seeds"])
-        found += list(measured["verdict"])
-        expected += [evidence.expected] * len(measured)
-        numbers += [
-            f"{r.a} − {r.b}, {r.group} {r.metric}: "
-            + (interval(r.value, r.lo, r.hi) if r.n_seeds else f"{UNMEASURED} in any seed")
-            + _beside_size(r, evidence.size)
-            for r in rows.itertuples()
-        ]
-        if evidence.size is not None:
-            hit = measured["verdict"] == evidence.expected
-            outside = (measured["lo"] > evidence.size) | (measured["hi"] < evidence.size)
-            off_size += int((hit & outside).sum())
-    predicted = sum(f == e for f, e in zip(found, expected, strict=True))
-    verdict = judgement(found, expected)
-    return {
-        "paper": claim.paper,
-        "chapter": claim.chapter,
-        "sweep": claim.sweep,
-        "claim": claim.claim,
-        "ours": "; ".join(numbers),
-        "comparisons": len(found) + unmeasured,
-        "as predicted": predicted,
-        "opposite": sum(f in VERDICTS[:2] for f in found) - predicted,
-        "no detectable difference": found.count(VERDICTS[2]),
-        "inconclusive": found.count(INCONCLUSIVE),
-        UNMEASURED: unmeasured,
-        "seeds": min(seeds, default=0),
-        "verdict": JUDGEMENTS[1] if verdict == JUDGEMENTS[0] and off_size else verdict,
-    }
+    if not gates_passed:
+        return WORDS[4]
+    if found.n < MIN_SEEDS or not (np.isfinite(found.lo) and np.isfinite(found.hi)):
+        return WORDS[3]
+    lo, hi, null, margin = found.lo, found.hi, endpoint.null, endpoint.sesoi
+    inside = null - margin < lo and hi < null + margin
+    if endpoint.predicts == "equal":
+        if inside:
+            return WORDS[0]
+        return WORDS[1] if lo > null + margin or hi < null - margin else WORDS[3]
+    if p_adjusted < ALPHA:
+        up = found.value > null
+        favours_a = up == endpoint.higher_better
+        if favours_a == (endpoint.predicts == "better"):
+            return LEVELLING_DOWN if levelled else WORDS[0]
+        return WORDS[1]
+    return WORDS[2] if inside else WORDS[3]
 
 
-def _beside_size(row, size: float | None) -> str:
-    """Where the paper's number lies against a measured row's interval ("" without one)."""
-    if size is None or not row.n_seeds:
+def _what_it_would_take(endpoint: Endpoint, found: Estimate, verdict: str, failed, family: int):
+    """For an open verdict: the gate to pass first, or the seeds the observed spread needs."""
+    if verdict == WORDS[4]:
+        return "first pass: " + "; ".join(failed)  # the gates' names; their numbers are beside
+    if verdict != WORDS[3]:
         return ""
-    where = "above" if row.hi < size else "below" if row.lo > size else "inside"
-    return f" (paper {size:g}: {where} our interval)"
+    n = seeds_needed(found.sd, endpoint.sesoi, alpha=ALPHA / max(1, family))
+    return f"about {n} seeds to resolve ±{endpoint.sesoi:g}{endpoint.unit} at sd {found.sd:.3g}"
 
 
-def summary(pooled: dict[tuple[str, str], pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
-    """Every claim whose source (``Claim.source``) has pooled results, judged (``judge``).
+def _beside_size(found: Estimate, size: float | None) -> str:
+    if size is None or not np.isfinite(found.lo):
+        return ""
+    where = "above" if found.hi < size else "below" if found.lo > size else "inside"
+    return f"paper {size:g}: {where} our interval"
 
-    ``MIN_SEEDS`` applies.
+
+def judge_all(evidence: dict[tuple[str, str], pd.DataFrame], claims=CLAIMS) -> pd.DataFrame:
+    """Every claim whose source has evidence, judged: one row each, the summary's table.
+
+    ``evidence`` maps ``Claim.source`` to per-seed evidence rows (``studies.evidence``).
+    Holm's correction runs over the primary endpoints of each family that were judged.
     """
-    rows = [judge(claim, pooled[claim.source]) for claim in claims if claim.source in pooled]
-    return pd.DataFrame(rows).assign(min_seeds=MIN_SEEDS)
+    judged = [c for c in claims if c.source in evidence]
+    rows = []
+    for claim in judged:
+        table = evidence[claim.source]
+        endpoint = claim.primary
+        found = estimate(endpoint.rows.select(table), estimator=endpoint.estimator,
+                         null=endpoint.null)  # fmt: skip
+        checks = [gate.check(table) for gate in claim.gates]
+        rows.append(
+            {
+                "paper": claim.paper,
+                "chapter": claim.chapter,
+                "sweep": claim.sweep,
+                "family": claim.family,
+                "claim": claim.claim,
+                "primary": endpoint.rows.label(endpoint.estimator),
+                "predicts": endpoint.predicts,
+                "estimate": found,
+                "endpoint": found.text(endpoint.unit),
+                "sesoi": endpoint.sesoi,
+                "null": endpoint.null,
+                "direction": 1 if (endpoint.predicts == "better") == endpoint.higher_better else -1,
+                "gates": "; ".join(("✓ " if ok else "✗ ") + said for ok, said in checks),
+                "gates_passed": all(ok for ok, _ in checks),
+                "failed": [
+                    g.name for g, (ok, _) in zip(claim.gates, checks, strict=True) if not ok
+                ],
+                "levelled": levelled_down(endpoint, table),
+                "paper size": _beside_size(found, endpoint.rows.size),
+                "secondary": "; ".join(_secondary(r, table) for r in claim.secondary),
+                "seeds": found.n,
+            }
+        )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["p"] = [e.p for e in out["estimate"]]
+    directional = out["predicts"] != "equal"
+    out["p_holm"] = np.nan
+    for _, idx in out[directional].groupby("family").groups.items():
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"])
+    out["verdict"] = [
+        word(c.primary, r.estimate, p_adjusted=r.p_holm, gates_passed=r.gates_passed,
+             levelled=r.levelled)
+        for c, r in zip(judged, out.itertuples(), strict=True)
+    ]  # fmt: skip
+    out["what it would take"] = [
+        _what_it_would_take(c.primary, r.estimate, r.verdict, r.failed,
+                            int((out["family"] == r.family).sum()))
+        for c, r in zip(judged, out.itertuples(), strict=True)
+    ]  # fmt: skip
+    out["value"] = [e.value for e in out["estimate"]]
+    out["lo"] = [e.lo for e in out["estimate"]]
+    out["hi"] = [e.hi for e in out["estimate"]]
+    return out.drop(columns=["estimate", "failed"])
+
+
+def _secondary(rows: Rows, evidence: pd.DataFrame) -> str:
+    """A secondary row in words: its pooled estimate, and where the paper's number lies."""
+    percent = rows.metric == "improvement"  # a gap's reduction: a ratio of means, in %
+    found = estimate(rows.select(evidence), estimator="improvement" if percent else "difference")
+    size = _beside_size(found, rows.size)
+    return f"{rows.label()}: {found.text('%' if percent else '')}" + (f" ({size})" if size else "")
+
+
+def of_chapter(chapter: str, evidence: pd.DataFrame, *, sweep: str = "defaults") -> pd.DataFrame:
+    """The claims a chapter tests, judged on its own sweep: what its *What we found* shows."""
+    mine = [c for c in CLAIMS if c.source == (chapter, sweep)]
+    return judge_all({(chapter, sweep): evidence}, claims=mine)
+
+
+SHOWN = ["claim", "primary", "endpoint", "verdict", "gates", "what it would take", "seeds"]
+
+
+def not_judged(refused: dict[tuple[str, str], str], claims=CLAIMS) -> pd.DataFrame:
+    """The claims whose sweep could not be pooled: untestable here, with the reason as a gate.
+
+    ``refused`` maps a claim source (chapter, sweep) to why its runs were not pooled (no kept
+    runs, a dirty tree, mixed code).
+    """
+    rows = [
+        {
+            "paper": c.paper, "chapter": c.chapter, "sweep": c.sweep, "family": c.family,
+            "claim": c.claim, "primary": c.primary.rows.label(c.primary.estimator), "predicts": c.primary.predicts,
+            "endpoint": "not measured", "gates": f"✗ provenance: {refused[c.source]}",
+            "gates_passed": False, "secondary": "", "paper size": "", "seeds": 0,
+            "p": np.nan, "p_holm": np.nan, "verdict": WORDS[4],
+            "what it would take": "first pass: a sweep of one clean commit",
+            "sweep status": "not pooled",
+        }
+        for c in claims
+        if c.source in refused
+    ]  # fmt: skip
+    return pd.DataFrame(rows)

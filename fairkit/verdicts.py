@@ -193,8 +193,9 @@ def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     One row per ``by`` key: the mean difference over seeds, its seed-level 95% t interval
     (``lo``, ``hi``: the between-seed spread, which holds training and test-set noise), the
     mean per-seed bootstrap interval (``boot_lo``, ``boot_hi``: the test-set noise alone), the
-    number of seeds and the verdict, "inconclusive" under ``MIN_SEEDS`` seeds. A seed that
-    appears twice for one key (two kept runs of the same setting) is refused: counted twice it
+    number of seeds and the verdict, "inconclusive" under ``MIN_SEEDS`` seeds. A gap's
+    improvement in % is pooled as a ratio of means over every seed (``pooled_improvement``),
+    not as a mean of per-seed ratios, which is biased. A seed that appears twice for one key (two kept runs of the same setting) is refused: counted twice it
     would narrow the interval.
     """
     twice = differences[differences.duplicated([*by, "seed"], keep=False)]
@@ -206,16 +207,13 @@ def pool_seeds(differences: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         )
     rows = []
     for key, part in differences.groupby(by, sort=False, dropna=False):
-        values = part["value"].to_numpy(float)
-        values = values[np.isfinite(values)]  # a seed without the number (e.g. invalid judge)
-        n = len(values)
-        mean = float(values.mean()) if n else np.nan
-        if n > 1:
-            half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
-            lo, hi = mean - half, mean + half
-        else:
-            lo = hi = np.nan
         metric = part["metric"].iloc[0]
+        if metric == "improvement" and {"a_value", "b_value"} <= set(part):
+            mean, lo, hi, n = pooled_improvement(part["a_value"], part["b_value"])
+        else:
+            values = part["value"].to_numpy(float)
+            n = int(np.isfinite(values).sum())  # a seed without the number (e.g. invalid judge)
+            mean, lo, hi = t_interval(values)
         words = (
             verdict(lo, hi, higher_better=higher_is_better(metric))
             if n >= MIN_SEEDS
@@ -271,3 +269,106 @@ def beside_run(pooled: pd.DataFrame, this_run: pd.DataFrame) -> pd.DataFrame:
     same = out["verdict"] == out["verdict (this run)"]
     out["agrees"] = same.astype(object).where(out["verdict (this run)"].notna(), None)
     return out
+
+
+# --------------------------------------------------------------------------- tests over seeds
+ALPHA = 0.05  # every interval of the book is 95%; Holm spends this over a claim's family
+POWER = 0.8  # what "enough seeds" means: 80% power to see the smallest effect of interest
+
+
+def t_interval(values, *, level: float = 1 - ALPHA) -> tuple[float, float, float]:
+    """Mean of per-seed ``values`` and its seed-level t interval (NaN bounds under two seeds)."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    n = len(values)
+    if n == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    if n < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def t_pvalue(values, *, null: float = 0.0) -> float:
+    """Two-sided p-value of a one-sample t test that the per-seed ``values`` average ``null``."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return np.nan
+    if np.ptp(values) == 0:  # no spread: the mean either is the null or is certainly not
+        return 1.0 if values[0] == null else 0.0
+    return float(stats.ttest_1samp(values, null).pvalue)
+
+
+def fieller(numerators, denominators, *, level: float = 1 - ALPHA) -> tuple[float, float, float]:
+    """Ratio of means Σx / Σy over paired seeds, with Fieller's interval (Fieller 1954).
+
+    The interval is every r for which the per-seed values x - r y pass a one-sample t test of
+    mean zero at ``level``: the roots of (x̄ - r ȳ)² = t² (s_xx - 2 r s_xy + r² s_yy) / n. When
+    the denominator's mean is not itself distinguishable from zero the set is unbounded, and
+    the interval is (-inf, inf): the ratio is not estimable from these seeds. No seed is
+    dropped; a pair with a missing value is.
+    """
+    x, y = np.asarray(numerators, float), np.asarray(denominators, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = len(x)
+    if n < 2 or y.mean() == 0:
+        return np.nan, np.nan, np.nan
+    ratio = float(x.mean() / y.mean())
+    t2 = stats.t.ppf(0.5 + level / 2, n - 1) ** 2
+    cov = np.cov(x, y, ddof=1) / n  # covariance of the two means
+    a = y.mean() ** 2 - t2 * cov[1, 1]
+    b = -2 * (x.mean() * y.mean() - t2 * cov[0, 1])
+    c = x.mean() ** 2 - t2 * cov[0, 0]
+    disc = b * b - 4 * a * c
+    if a <= 0 or disc < 0:
+        return ratio, -np.inf, np.inf
+    root = np.sqrt(disc)
+    return ratio, float((-b - root) / (2 * a)), float((-b + root) / (2 * a))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), for one family of tests; NaN stays NaN."""
+    p = np.asarray(pvalues, float)
+    out = np.full_like(p, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite])]
+    m, running = len(order), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        out[i] = running
+    return out
+
+
+def seeds_needed(sd: float, effect: float, *, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Seeds a two-sided one-sample t test needs to see ``effect`` with ``power`` at spread ``sd``.
+
+    From the noncentral t distribution: the smallest n whose test at ``alpha`` rejects with
+    probability ``power`` when the true mean is ``effect`` and seeds spread by ``sd``.
+    """
+    if not (np.isfinite(sd) and sd > 0 and effect):
+        return 2
+    n = 2
+    while n < 100_000:
+        df, shift = n - 1, abs(effect) / sd * np.sqrt(n)
+        crit = stats.t.ppf(1 - alpha / 2, df)
+        if stats.nct.sf(crit, df, shift) + stats.nct.cdf(-crit, df, shift) >= power:
+            return n
+        n += 1 if n < 50 else max(1, n // 10)
+    return n
+
+
+def pooled_improvement(gap_method, gap_baseline) -> tuple[float, float, float, int]:
+    """A gap's reduction in % over seeds, 100 (Σ base - Σ method) / Σ base, Fieller's interval.
+
+    FairGen's source reports an "improvement" it never defines; we read it as this relative
+    reduction of the per-group accuracy gap. As a ratio of means over every seed with both
+    gaps (no seed dropped because its baseline gap is small), it is not the biased mean of
+    per-seed ratios. Returns (value, lo, hi, seeds).
+    """
+    method, base = np.asarray(gap_method, float), np.asarray(gap_baseline, float)
+    keep = np.isfinite(method) & np.isfinite(base)
+    value, lo, hi = fieller(100 * (base[keep] - method[keep]), base[keep])
+    return value, lo, hi, int(keep.sum())

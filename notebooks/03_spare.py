@@ -62,7 +62,7 @@ run_mixing = None  # None: in full mode only; quick shows the sweep's mean over 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import plots, runs, verdicts
+from fairkit import claims, plots, runs, verdicts
 from fairkit.experiment import Experiment
 from fairkit.methods import Spare
 from fairkit.methods.spare import in_group_matrix
@@ -373,6 +373,19 @@ Markdown(
     '`mode="full"` runs ResNet-18 and VGG-11 at paper scale. The summary chapter sets each '
     "of the paper's claims beside these pooled verdicts."
 )
+
+# %% [markdown]
+# ### The claims this chapter tests
+# Each seed paper's claim that this chapter tests, judged on the kept sweep exactly as in
+# {doc}`07_summary`: its primary endpoint, the gates that must pass first (positive controls,
+# manipulation checks, valid instruments), and one of five words (reproduced, contradicted, no
+# effect, underpowered, untestable here), or *levelling down*.
+
+# %%
+claimed = run.claim_verdicts()
+if claimed is not None:
+    with pd.option_context("display.max_colwidth", 300):
+        display(claimed[["sweep", *claims.SHOWN]].set_index(["sweep", "claim"]))
 
 # %% [markdown]
 # ## Try it

@@ -55,8 +55,8 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
+from fairkit import claims, plots, runs, seeds, verdicts
 from fairkit import counterfactual as cf
-from fairkit import plots, runs, seeds, verdicts
 from fairkit.data import synth
 from fairkit.fairness import choose_threshold
 from fairkit.models import diffusion
@@ -422,6 +422,19 @@ Markdown(
     "point of this chapter: a soundness score can look fine while the image is far from the "
     'true counterfactual. `mode="full"` trains at 64 px on a GPU.'
 )
+
+# %% [markdown]
+# ### The claims this chapter tests
+# Each seed paper's claim that this chapter tests, judged on the kept sweep exactly as in
+# {doc}`07_summary`: its primary endpoint, the gates that must pass first (positive controls,
+# manipulation checks, valid instruments), and one of five words (reproduced, contradicted, no
+# effect, underpowered, untestable here), or *levelling down*.
+
+# %%
+claimed = run.claim_verdicts()
+if claimed is not None:
+    with pd.option_context("display.max_colwidth", 300):
+        display(claimed[["sweep", *claims.SHOWN]].set_index(["sweep", "claim"]))
 
 # %% [markdown]
 # ## Try it

@@ -83,7 +83,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import plots, runs, verdicts
+from fairkit import claims, plots, runs, verdicts
 from fairkit import rater as raters
 from fairkit.config import FAIRGEN_LARGER
 from fairkit.fidelity import attribute_agreement, cell_fidelity, nearest_training
@@ -445,6 +445,19 @@ for setting, changes in (("quick", {}), ("larger", FAIRGEN_LARGER)):
         & key["metric"].isin(["improvement", "gap_accuracy"])
     )
     display(Markdown(f"**{setting} setting**"), both[headline.to_numpy()].droplevel(["comparison", "b", "group"]))  # fmt: skip
+
+# %% [markdown]
+# ### The claims this chapter tests
+# Each seed paper's claim that this chapter tests, judged on the kept sweep exactly as in
+# {doc}`07_summary`: its primary endpoint, the gates that must pass first (positive controls,
+# manipulation checks, valid instruments), and one of five words (reproduced, contradicted, no
+# effect, underpowered, untestable here), or *levelling down*.
+
+# %%
+claimed = run.claim_verdicts()
+if claimed is not None:
+    with pd.option_context("display.max_colwidth", 300):
+        display(claimed[["sweep", *claims.SHOWN]].set_index(["sweep", "claim"]))
 
 # %% [markdown]
 # ## Try it

@@ -74,7 +74,7 @@ magnitude = 0.5
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import model_card, monitoring, plots, runs, verdicts
+from fairkit import claims, model_card, monitoring, plots, runs, verdicts
 from fairkit.data.datasheet import datasheet
 from fairkit.studies import pipeline as study
 
@@ -253,6 +253,19 @@ rates = monitoring.pool_summaries(monitored)
 display(study.stages(pooled, modalities=modalities, datasheets=sheets, monitored=rates)
         .set_index(["stage", "intervention", "modality"]))  # fmt: skip
 display(rates.set_index(["modality", "stream", "group"]).round(3))
+
+# %% [markdown]
+# ### The claims this chapter tests
+# Each seed paper's claim that this chapter tests, judged on the kept sweep exactly as in
+# {doc}`07_summary`: its primary endpoint, the gates that must pass first (positive controls,
+# manipulation checks, valid instruments), and one of five words (reproduced, contradicted, no
+# effect, underpowered, untestable here), or *levelling down*.
+
+# %%
+claimed = run.claim_verdicts()
+if claimed is not None:
+    with pd.option_context("display.max_colwidth", 300):
+        display(claimed[["sweep", *claims.SHOWN]].set_index(["sweep", "claim"]))
 
 # %% [markdown]
 # ## Try it

@@ -13,25 +13,31 @@
 # %% [markdown]
 # # Summary: the papers' claims against our numbers
 #
-# Every claim of the seed papers that a chapter tests, beside what we measured and a verdict.
-# Nothing here is retyped: the numbers are the sweeps kept in `results/` (`make study`: each
-# chapter at its default parameters, over several seeds), pooled as in the chapters — the
-# paired difference of the two methods on the same test patients, averaged over seeds with a
-# seed-level 95% t interval. A claim is
+# Every claim of the seed papers that a chapter tests, as a test fixed before its sweep was
+# read (`fairkit.claims`): one **primary endpoint** (a paired comparison on the same test
+# patients, pooled over seeds with a seed-level 95% interval; other rows are secondary, shown
+# and not voted), the **smallest effect of interest** that would matter, the **gates** that must
+# pass for the test to mean anything (a positive control that shows the testbed can see the
+# effect, manipulation checks that the method did what it claims, instruments valid with
+# margin), and the **family** within which Holm's correction applies. One function words the
+# verdict, in one of five words:
 #
-# - **reproduced** when every comparison it predicts comes out as predicted (its interval
-#   excludes zero on the predicted side);
-# - **partly** when some do, or when every one does but a claimed size (FairGen's "by 35.2%")
-#   lies outside our interval: reproduced in direction only;
-# - **not reproduced** when none does (no detectable difference, or the opposite);
-# - **inconclusive** when a comparison has fewer seeds than the minimum.
+# - **reproduced**: every gate passes and the primary endpoint differs from no effect on the
+#   predicted side after Holm within its family (for a claim of equality: its interval lies
+#   inside ± the smallest effect of interest);
+# - **contradicted**: gates pass and it differs on the other side (for equality: its interval
+#   lies wholly outside the margin);
+# - **no effect**: gates pass and the interval lies inside ± the smallest effect of interest;
+# - **underpowered**: gates pass and none of the above; we say how many seeds the observed
+#   seed-level spread would need to resolve the smallest effect of interest;
+# - **untestable here**: a gate failed (named, with its number): a null from a test that could
+#   not have seen the effect is not evidence.
 #
-# A comparison that no seed could measure (its instrument, e.g. a judge of counterfactuals,
-# was at chance in every seed) is counted as *not measured* and left out of the verdict, which
-# then rests on the comparisons that were measured.
-#
-# Our scale is not the papers': synthetic images at 16-32 px and small networks in quick mode. A
-# claim not reproduced here is a claim not reproduced *at this scale*, with its interval.
+# A fairness gain made by lowering the better-served group while the other does not rise is
+# named **levelling down**, never reproduced. The numbers are the sweeps kept in `results/`
+# (`make study`); a sweep is pooled only when its runs ran one chapter's code from a clean
+# tree, and flagged **stale** when that code has changed since its commit. Every verdict
+# carries its scale: ours is not the papers' (synthetic images at 16-32 px, small networks).
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -42,56 +48,88 @@ device = "auto"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import claims, monitoring, plots, runs, verdicts
+from fairkit import claims, monitoring, plots, runs
+from fairkit.studies import evidence
 
 run = runs.start()
 run.banner()
-pooled, found, missing = {}, [], []
+tables, lines, refused = {}, [], {}
 for chapter, sweep in sorted({claim.source for claim in claims.CLAIMS}):
     params = claims.SWEEPS[sweep]
-    try:
-        table = runs.chapter_results(chapter, "comparisons", mode=mode, **params)
-    except FileNotFoundError as err:
-        missing.append(str(err))
-        continue
-    pooled[chapter, sweep] = verdicts.pool_seeds(table, by=verdicts.COMPARISON_KEYS)
-    commits = ", ".join(f"`{c}`" for c in sorted(table["commit"].astype(str).unique()))
     setting = f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
-    found.append(
-        f"- {chapter}{setting}: {table['seed'].nunique()} seeds in {mode} mode, commit {commits}"
+    try:
+        tables[chapter, sweep] = {
+            name: runs.chapter_results(chapter, name, mode=mode, **params)
+            for name in ("comparisons", *evidence.TABLES.get(chapter, ()))
+        }
+    except (FileNotFoundError, runs.ProvenanceError) as err:
+        refused[chapter, sweep] = str(err)
+        lines.append(f"- **{chapter}**{setting}: not pooled. {err}")
+        continue
+    runs_ = tables[chapter, sweep]["comparisons"]
+    lines.append(
+        f"- **{chapter}**{setting}: commit `{runs_['commit'].iloc[0]}`; "
+        f"{runs.scale(runs.RESULTS, chapter, runs_)}."
     )
-summary = run.save_table(claims.summary(pooled), "summary")
-Markdown("\n".join(found + [f"- Not found: {line}" for line in missing]))
+judged = runs.judged_claims(tables)
+scales = {s: runs.scale(runs.RESULTS, s[0], t["comparisons"]) for s, t in tables.items()}
+summary = pd.concat([judged, claims.not_judged(refused)], ignore_index=True)
+summary["scale"] = [
+    scales.get((c, s), "") for c, s in zip(summary["chapter"], summary["sweep"], strict=True)
+]
+summary = run.save_table(summary, "summary")
+Markdown("The sweeps read:\n\n" + "\n".join(lines))
+
+# %% [markdown]
+# A *stale* sweep ran code that has changed since: its verdicts are what that code found, shown
+# so that a reader sees them, not findings about the code of this book. Each sweep's status:
+
+# %%
+with pd.option_context("display.max_colwidth", 400):
+    display(summary[["chapter", "sweep", "sweep status"]].drop_duplicates()
+            .set_index(["chapter", "sweep"]))  # fmt: skip
 
 # %% [markdown]
 # ## The claims
+# Each claim's primary endpoint, in units of its smallest effect of interest and signed so
+# that + is what the claim predicts; the grey band is "no effect".
 
 # %%
-if len(summary):
+if len(judged):
     display(
         run.save_figure(
-            plots.claim_tally(summary, title=f"The papers' claims, {mode} mode, pooled over seeds"),
+            plots.claim_forest(
+                judged.assign(verdict=judged["verdict"].str.removesuffix(runs.STALE)),
+                title=f"The papers' claims: primary endpoints, {mode} mode, pooled over seeds",
+            ),
             "claims",
         )
     )
-    columns = ["paper", "claim", "comparisons", *claims.TALLY, "seeds"]
-    display(summary[[*columns, "verdict"]])
+    counts = summary["verdict"].value_counts()  # every claim, judged or not
+    display(Markdown(", ".join(f"**{v}**: {n}" for v, n in counts.items())))
+    with pd.option_context("display.max_colwidth", 400):
+        display(summary[["paper", "claim", "primary", "endpoint", "verdict", "gates",
+                         "what it would take", "scale"]].set_index(["paper", "claim"]))  # fmt: skip
 
 # %% [markdown]
 # ## The numbers behind each verdict
-# Each claim's comparisons: the mean paired difference over seeds and its 95% t interval.
+# For each claim: its primary endpoint (with the Holm-adjusted p within its family), where the
+# paper's number lies, and its secondary rows, which are shown and not voted. FairGen's source
+# does not define its "improvement"; we read it as the relative reduction of the per-group
+# accuracy gap, estimated as a ratio of means over all seeds with Fieller's interval (no seed
+# dropped), and keep it secondary to the gap's paired difference.
 
 # %%
-for claim in claims.CLAIMS:
-    if claim.source not in pooled:
-        continue
-    rows = pd.concat([claims.evidence_rows(e, pooled[claim.source]) for e in claim.evidence])
-    display(Markdown(f"**{claim.claim}** ({claim.paper}; chapter {claim.chapter})"))
-    display(
-        rows.assign(difference=verdicts.with_intervals(rows))[
-            ["setting", "a", "b", "group", "metric", "difference", "n_seeds", "verdict"]
-        ].set_index(["setting", "a", "b", "group", "metric"])
+for r in summary.to_dict("records"):
+    holm = (
+        f"; Holm p = {r['p_holm']:.3f} in family *{r['family']}*" if pd.notna(r["p_holm"]) else ""
     )
+    size = f" ({r['paper size']})" if r["paper size"] else ""
+    display(Markdown(
+        f"**{r['claim']}** ({r['paper']}; {r['chapter']}, {r['sweep']} sweep): "
+        f"**{r['verdict']}**\n\n- primary, {r['primary']}: {r['endpoint']}{size}{holm}\n"
+        f"- gates: {r['gates'] or 'none'}\n- secondary: {r['secondary'] or 'none'}"
+    ))  # fmt: skip
 
 # %% [markdown]
 # ## After deployment: the monitor
@@ -104,7 +142,7 @@ for claim in claims.CLAIMS:
 # %%
 try:
     monitored = runs.chapter_results("06_pipeline", "monitor_summary", mode=mode)
-except FileNotFoundError as err:
+except (FileNotFoundError, runs.ProvenanceError) as err:
     monitored = None
     print(f"Not found: {err}")
 if monitored is not None:

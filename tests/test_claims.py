@@ -1,87 +1,164 @@
-"""Claims are judged from pooled comparison rows, never from point estimates."""
+"""Claims are pre-registered tests, worded in five words by one function, never from a point estimate."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from fairkit import claims
+from fairkit import claims, runs
+from fairkit.claims import Claim, Endpoint, Gate, Rows
+from fairkit.runs.kernel import pooling_key, replaced
+from fairkit.studies import evidence
 
-ROW = {"comparison": "ablation", "setting": "skin type", "b": "spare", "group": "dark",
-       "metric": "f1", "value": -0.05, "lo": -0.08, "hi": -0.02, "n_seeds": 5}  # fmt: skip
+GAP = Rows("method", "skin type", "new", "old", "gap_accuracy")
+CONTROL = Rows("control", "skin type", "oracle", "old", "gap_accuracy")
+
+
+def seeds(rows: Rows, values, *, a_value=np.nan, b_value=np.nan) -> pd.DataFrame:
+    """Per-seed evidence rows of one comparison, one value per seed."""
+    return pd.DataFrame({"comparison": rows.comparison, "setting": rows.setting, "a": rows.a,
+                         "b": rows.b, "group": rows.group, "metric": rows.metric,
+                         "value": values, "a_value": a_value, "b_value": b_value,
+                         "seed": range(len(values))})  # fmt: skip
+
+
+def claim(*, family="toy", gates=(), levelling=None, text="a toy claim") -> Claim:
+    return Claim("paper", "03_spare", text, family,
+                 Endpoint(GAP, "better", 0.02, levelling=levelling), gates=gates)  # fmt: skip
+
+
+PASSING = seeds(CONTROL, [-0.05, -0.06, -0.04, -0.05, -0.055])  # the oracle narrows the gap
+WITH_GATE = Gate("the oracle narrows the gap", CONTROL, above=False)
+
+
+def verdict_of(values, *, gate_rows=PASSING, gates=(WITH_GATE,), extra=None) -> pd.Series:
+    table = pd.concat([seeds(GAP, values), gate_rows, *([] if extra is None else [extra])])
+    return claims.judge_all({("03_spare", "defaults"): table}, claims=[claim(gates=gates)]).iloc[0]
 
 
 @pytest.mark.parametrize(
-    ("found", "word"),
+    ("values", "word"),
     [
-        (["worse", "worse"], "reproduced"),
-        (["worse", "no detectable difference"], "partly"),
-        (["no detectable difference", "better"], "not reproduced"),
-        (["worse", "inconclusive"], "inconclusive"),
-        ([], "inconclusive"),
+        ([-0.05, -0.06, -0.04, -0.05, -0.055], "reproduced"),  # the gap narrows: predicted
+        ([0.05, 0.06, 0.04, 0.05, 0.055], "contradicted"),
+        ([0.002, -0.003, 0.001, 0.0, -0.001], "no effect"),  # inside ± 0.02
+        ([0.1, -0.08, 0.05, -0.04, 0.02], "underpowered"),
+        ([-0.05, -0.06, -0.04], "underpowered"),  # fewer than five seeds
     ],
 )
-def test_judgement_counts_only_rows_with_the_predicted_verdict(found, word):
-    assert claims.judgement(found, ["worse"] * len(found)) == word
+def test_each_word_follows_from_the_primary_endpoint_once_the_gates_pass(values, word):
+    row = verdict_of(values)
+    assert row["verdict"] == word
+    assert row["gates"].startswith("✓ the oracle narrows the gap: -0.051")
 
 
-def test_judge_reads_the_claims_rows_and_tallies_them():
-    pooled = pd.DataFrame(
-        [
-            {**ROW, "a": "similarity", "verdict": "worse"},
-            {**ROW, "a": "utility", "verdict": "better"},
-            {**ROW, "a": "binary", "verdict": "worse"},  # another claim's row
-        ]
+def test_underpowered_says_how_many_seeds_the_observed_spread_needs():
+    row = verdict_of([0.1, -0.08, 0.05, -0.04, 0.02])
+    assert (
+        row["what it would take"].startswith("about ")
+        and "seeds to resolve ±0.02" in row["what it would take"]
     )
-    claim = next(c for c in claims.CLAIMS if "similarity alone" in c.claim)
-    row = claims.judge(claim, pooled)
-    assert row["comparisons"] == 2 and row["as predicted"] == 1 and row["opposite"] == 1
-    assert row["verdict"] == "partly" and row["seeds"] == 5
-    assert "-0.050 [-0.080, -0.020]" in row["ours"]
 
 
-def test_rows_no_seed_measured_are_counted_apart_and_left_out_of_the_judgement():
-    pooled = pd.DataFrame(
-        [
-            {**ROW, "a": "similarity", "verdict": "worse"},
-            {**ROW, "a": "utility", "verdict": "inconclusive", "value": float("nan"),
-             "lo": float("nan"), "hi": float("nan"), "n_seeds": 0},
-        ]
-    )  # fmt: skip
-    claim = next(c for c in claims.CLAIMS if "similarity alone" in c.claim)
-    row = claims.judge(claim, pooled)
-    assert row["comparisons"] == 2 and row[claims.UNMEASURED] == 1 and row["inconclusive"] == 0
-    assert row["verdict"] == "reproduced" and row["seeds"] == 5
-    assert "not measured in any seed" in row["ours"]
+def test_a_failed_gate_makes_a_significant_primary_endpoint_untestable_here_and_names_it():
+    failing = seeds(CONTROL, [0.01, -0.02, 0.02, 0.0, -0.01])
+    row = verdict_of([-0.05, -0.06, -0.04, -0.05, -0.055], gate_rows=failing)
+    assert row["verdict"] == "untestable here"
+    assert row["gates"].startswith("✗ the oracle narrows the gap: 0.000 [")
+    assert row["what it would take"] == "first pass: the oracle narrows the gap"
 
 
-def test_a_claim_on_another_sweep_is_judged_on_that_sweeps_rows_only():
-    larger = next(c for c in claims.CLAIMS if c.sweep == "larger")
-    row = {**ROW, "comparison": "fairgen", "setting": "skin, test", "a": "dpo", "b": "real only",
-           "group": "all", "metric": "improvement", "value": 90.0, "lo": 80.0, "hi": 100.0}  # fmt: skip
-    pooled = {
-        (larger.chapter, "defaults"): pd.DataFrame(
-            [{**row, "verdict": "no detectable difference"}]
-        ),
-        larger.source: pd.DataFrame([{**row, "verdict": "better"}]),
-    }
-    table = claims.summary(pooled).set_index("claim")
-    assert table.loc[larger.claim, "verdict"] == "reproduced"
-    quick = next(c for c in claims.CLAIMS if c.source == (larger.chapter, "defaults"))
-    assert table.loc[quick.claim, "verdict"] == "not reproduced"  # skin, the defaults' row
+def test_a_gate_that_no_seed_measured_fails():
+    row = verdict_of([-0.05, -0.06, -0.04, -0.05, -0.055], gate_rows=PASSING.iloc[:0])
+    assert row["verdict"] == "untestable here" and "not measured" in row["gates"]
+
+
+def _group(rows: Rows, group: str) -> Rows:
+    return Rows(rows.comparison, rows.setting, rows.a, rows.b, rows.metric, group)
+
+
+@pytest.mark.parametrize(("dark", "word"), [([0.0, 0.01, -0.01, 0.0, 0.005], "levelling down"),
+                                            ([0.03, 0.04, 0.02, 0.03, 0.035], "reproduced")])  # fmt: skip
+def test_a_gap_narrowed_by_lowering_the_better_served_group_is_named_levelling_down(dark, word):
+    accuracy = Rows("method", "skin type", "new", "old", "accuracy")
+    per_group = pd.concat([
+        seeds(_group(accuracy, "light"), [-0.06, -0.05, -0.07, -0.06, -0.05], b_value=0.9),
+        seeds(_group(accuracy, "dark"), dark, b_value=0.7),
+    ])  # fmt: skip
+    table = pd.concat([seeds(GAP, [-0.05, -0.06, -0.04, -0.05, -0.055]), per_group])
+    judged = claims.judge_all({("03_spare", "defaults"): table},
+                              claims=[claim(levelling="accuracy")])  # fmt: skip
+    assert judged["verdict"].item() == word
+
+
+def test_holm_within_a_family_turns_a_lone_hit_into_underpowered():
+    hit = [-0.03, -0.01, -0.04, -0.005, -0.035]  # p about 0.03 on its own
+    alone = claims.judge_all({("03_spare", "defaults"): seeds(GAP, hit)}, claims=[claim()])
+    assert alone["verdict"].item() == "reproduced" and 0.01 < alone["p"].item() < 0.05
+    others = [Rows("method", "skin type", f"other{k}", "old", "gap_accuracy") for k in range(2)]
+    family = [claim(text="the hit"),
+              *(Claim("paper", "03_spare", f"null {k}", "toy", Endpoint(r, "better", 0.02))
+                for k, r in enumerate(others))]  # fmt: skip
+    table = pd.concat(
+        [seeds(GAP, hit), *(seeds(r, [0.05, -0.05, 0.02, -0.03, 0.0]) for r in others)]
+    )
+    judged = claims.judge_all({("03_spare", "defaults"): table}, claims=family).set_index("claim")
+    assert judged.loc["the hit", "p_holm"] == pytest.approx(3 * alone["p"].item())
+    assert judged.loc["the hit", "verdict"] == "underpowered"
+    other_family = [
+        family[0],
+        *(Claim(c.paper, c.chapter, c.claim, "another", c.primary) for c in family[1:]),
+    ]
+    apart = claims.judge_all({("03_spare", "defaults"): table}, claims=other_family)
+    assert apart.set_index("claim").loc["the hit", "verdict"] == "reproduced"
+
+
+def test_a_claim_of_equality_is_reproduced_inside_its_margin_and_contradicted_outside():
+    ceiling = Rows("ceiling", "do(sex)", "learned", "exact", "effectiveness", "*")
+    equal = Claim("paper", "04_counterfactuals", "as good as exact", "toy",
+                  Endpoint(ceiling, "equal", 0.2, estimator="ratio", null=1.0))  # fmt: skip
+
+    def judged(learned):
+        rows = seeds(ceiling, [np.nan] * 5, a_value=learned, b_value=[0.9, 0.92, 0.88, 0.91, 0.9])
+        return claims.judge_all({("04_counterfactuals", "defaults"): rows}, claims=[equal]).iloc[0]
+
+    assert judged([0.88, 0.9, 0.87, 0.9, 0.89])["verdict"] == "reproduced"
+    low = judged([0.3, 0.35, 0.28, 0.33, 0.31])
+    assert low["verdict"] == "contradicted" and low["value"] == pytest.approx(1.57 / 4.51)
+
+
+def test_the_registered_claims_are_complete_tests():
+    texts = [c.claim for c in claims.CLAIMS]
+    assert len(texts) == len(set(texts))
     assert set(claims.SWEEPS) >= {c.sweep for c in claims.CLAIMS}
+    for c in claims.CLAIMS:
+        assert c.primary.sesoi > 0 and c.family
+        if c.paper == claims.FAIRGEN:  # the positive control comes first
+            assert c.gates[0].rows.a == "oracle" and "positive control" in c.gates[0].name
 
 
-def test_a_claimed_size_outside_our_interval_is_reproduced_in_direction_only():
-    mri = next(c for c in claims.CLAIMS if c.claim.endswith("by 35.2% on brain MRI"))
-    row = {**ROW, "comparison": "fairgen", "setting": "mri, test", "a": "dpo", "b": "real only",
-           "group": "all", "metric": "improvement", "verdict": "better"}  # fmt: skip
-    judged = {
-        size: claims.judge(mri, pd.DataFrame([{**row, "value": v, "lo": lo, "hi": hi}]))
-        for size, (v, lo, hi) in {
-            "small": (5.6, 3.1, 8.0),
-            "the paper's": (30.0, 20.0, 40.0),
-        }.items()
+def _kept(chapter: str, sweep: str) -> pd.DataFrame:
+    defaults = runs.notebook_parameters(runs.kernel.REPO_ROOT / "notebooks" / f"{chapter}.py")
+    where = pooling_key(replaced(defaults, claims.SWEEPS[sweep], chapter=chapter)) | {
+        "mode": "quick"
     }
-    assert judged["small"]["verdict"] == "partly" and judged["small"]["as predicted"] == 1
-    assert "(paper 35.2: above our interval)" in judged["small"]["ours"]
-    assert judged["the paper's"]["verdict"] == "reproduced"
-    assert "(paper 35.2: inside our interval)" in judged["the paper's"]["ours"]
+    tables = {t: runs.collect(runs.RESULTS, chapter, t, where=where)
+              for t in ("comparisons", *evidence.TABLES.get(chapter, ()))}  # fmt: skip
+    return evidence.rows(chapter, tables)
+
+
+def test_todays_kept_sweeps_leave_fairgen_and_synthfair_untestable_with_the_failed_gate():
+    sources = {
+        ("04_counterfactuals", "defaults"),
+        ("05_fairgen", "defaults"),
+        ("05_fairgen", "larger"),
+    }
+    judged = claims.judge_all({s: _kept(*s) for s in sources})
+    assert "partly" not in set(judged["verdict"]) and set(judged["verdict"]) <= set(claims.VERDICTS)
+    fairgen = judged[judged["paper"] == claims.FAIRGEN]
+    assert len(fairgen) == 4 and (fairgen["verdict"] == "untestable here").all()
+    assert fairgen["what it would take"].str.contains("positive control").all()
+    synthfair = judged[judged["paper"] == claims.SYNTHFAIR].set_index("claim")
+    for row in synthfair.itertuples():
+        failed = "✗" in row.gates
+        assert (row.verdict == "untestable here") == failed
+    assert (synthfair["verdict"] == "untestable here").sum() >= 3  # sex, age, disease judges

@@ -14,7 +14,7 @@ from fairkit.plots.fairgen import (
 )
 from fairkit.plots.metrics import (
     amplification_curves,
-    claim_tally,
+    claim_forest,
     group_intervals,
     method_table,
     shortcut_bars,
@@ -34,7 +34,7 @@ __all__ = [
     "downstream_groups",  # a classifier metric per group for each training method
     "flip_bars",  # how often decisions flip under an intervention, per group
     "group_bars",  # one bar per group and setting
-    "claim_tally",  # per claim: comparisons as predicted, undetected, against
+    "claim_forest",  # each claim's primary endpoint against its smallest effect, by verdict
     "group_intervals",  # per-group values with 95% intervals, one panel per setting
     "image_grid",  # images in a labelled grid
     "improvement_forest",  # percent improvements with intervals, clipped axis, paper lines

@@ -174,26 +174,45 @@ def group_intervals(
     return fig
 
 
-def claim_tally(summary: pd.DataFrame, *, title: str):
-    """Per claim: how many of its pooled comparisons came out as predicted, opposite, or neither.
+def claim_forest(summary: pd.DataFrame, *, title: str):
+    """Each claim's primary endpoint against its smallest effect of interest, coloured by verdict.
 
-    ``summary`` is ``claims.summary``'s table (columns claim, verdict and the counts
-    ``claims.TALLY``).
+    ``summary`` is ``claims.judge_all``'s table. The x axis is the endpoint minus its null, in
+    units of the smallest effect of interest and signed so that + is what the claim predicts:
+    the grey band (±1) is "no effect", and a claim of equality is reproduced inside it. An
+    interval without bounds (a ratio whose denominator is not estimable) is drawn to the edge.
     """
-    from fairkit.claims import TALLY
+    from fairkit.claims import VERDICTS
 
-    labels = [textwrap.fill(f"{c} ({v})", 48)
-              for c, v in zip(summary["claim"], summary["verdict"], strict=True)]  # fmt: skip
-    red, _, green = sns.color_palette("RdYlGn", 3)
-    colours = dict(zip(TALLY, (green, red, "0.6", "0.88", "white"), strict=True))
-    fig, ax = plt.subplots(figsize=(11, 0.75 * len(summary) + 1.6))
-    left = np.zeros(len(summary))
-    for name in TALLY:
-        ax.barh(labels, summary[name], left=left, color=colours[name], label=name,
-                edgecolor="0.4", linewidth=0.5)  # fmt: skip
-        left += summary[name].to_numpy()
+    sign = np.where(summary["predicts"] == "equal", 1, summary["direction"])
+    scaled = {
+        c: sign * (summary[c] - summary["null"]) / summary["sesoi"] for c in ("value", "lo", "hi")
+    }
+    lo, hi = np.fmin(scaled["lo"], scaled["hi"]), np.fmax(scaled["lo"], scaled["hi"])
+    bounded = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)], [-3.0, 3.0]])
+    edge = float(np.abs(bounded).max()) * 1.05
+    lo, hi = np.where(np.isinf(lo), -edge, lo), np.where(np.isinf(hi), edge, hi)
+    colours = dict(zip(VERDICTS, ("#1b7837", "#d6604d", "#2166ac", "0.5", "#7b3294", "#8c510a"),
+                       strict=True))  # fmt: skip
+    labels = [textwrap.fill(textwrap.shorten(c, 90), 48) for c in summary["claim"]]
+    fig, ax = plt.subplots(figsize=(12, 0.62 * len(summary) + 1.8))
+    ax.axvspan(-1, 1, color="0.9", zorder=0, label="± smallest effect of interest")
+    ax.axvline(0, color="0.4", lw=0.8)
+    y = np.arange(len(summary))
+    value = scaled["value"].to_numpy()
+    for verdict in VERDICTS:
+        m = (summary["verdict"] == verdict).to_numpy()
+        if m.any():
+            ax.errorbar(value[m], y[m], xerr=np.vstack([value[m] - lo[m], hi[m] - value[m]]),
+                        fmt="o", capsize=3, color=colours[verdict], label=verdict)  # fmt: skip
+    for k in np.flatnonzero(~np.isfinite(value)):
+        ax.text(0, y[k], "not measured", ha="center", va="center", fontsize=9, color="0.3")
+    ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    ax.set(xlabel="pooled comparisons (count)", title=title)
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.set_xlim(-edge, edge)
+    ax.set(xlabel="primary endpoint − null, in smallest effects of interest (+ = as the claim "
+           "predicts)", title=title)  # fmt: skip
+    ax.tick_params(axis="y", labelsize=9)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1), title="verdict")
     fig.tight_layout()
     return fig

@@ -20,6 +20,7 @@ from fairkit.runs.runner import (
     run_notebook,
     toc_chapters,
 )
+from fairkit.runs.provenance import STALE, ProvenanceError, judged_claims, scale, staleness
 from fairkit.runs.sweep import chapter_results, collect, complete_runs, parse_grid, prune, sweep
 
 __all__ = [  # grouped by what they are for
@@ -51,4 +52,10 @@ __all__ = [  # grouped by what they are for
     "complete_runs",  # the run folders of a chapter that finished
     "chapter_results",  # a table of a chapter's kept sweep at its default parameters
     "prune",  # keep a run folder's tables, parameters and provenance only
+    # provenance of kept sweeps
+    "ProvenanceError",  # runs that may not be pooled: a dirty tree, or mixed chapter code
+    "staleness",  # the chapter's files changed since a sweep's commit
+    "scale",  # what a sweep's verdicts rest on: mode, sizes, backbone, seeds, device
+    "judged_claims",  # the claims judged on kept sweeps, stale ones marked
+    "STALE",  # the mark after a stale sweep's verdict
 ]

@@ -177,21 +177,47 @@ class Run:
         Runs match when every parameter but the seed, device and run_* switches equals this
         run's (``pooling_key``), so the seeds of the sweep are pooled at the settings the
         reader asked for; ``params`` replace some of them (another setting's sweep). None (and a
-        line saying how to make them) when no such run is kept
-        under ``root``, and for a run that is itself being written under ``root`` (a sweep's
-        run would pool a half-finished sweep).
+        line saying why) when no such run is kept under ``root``, when its runs may not be
+        pooled (a dirty tree, or commits whose chapter code differs: ``runs.provenance``), and
+        for a run that is itself being written under ``root`` (a sweep's run would pool a
+        half-finished sweep).
         """
-        from fairkit.runs.sweep import collect
+        from fairkit.runs.provenance import ProvenanceError
+        from fairkit.runs.sweep import poolable
 
         if Path(root).resolve() in self.dir.resolve().parents:
             print(f"This run is part of the sweep under {root}: it does not pool its own sweep.")
             return None
         where = pooling_key(replaced(self.params, params, chapter=self.chapter))
         try:
-            return collect(root, self.chapter, table, where=where)
+            return poolable(root, self.chapter, table, where=where)
         except FileNotFoundError as err:
             print(f"No multi-seed results for these parameters: {err}")
+        except ProvenanceError as err:
+            print(f"The kept sweep is not pooled: {err}")
+        return None
+
+    def claim_verdicts(self, root: Path = RESULTS):
+        """The seed papers' claims this chapter tests, judged on its kept sweeps.
+
+        The same judgement as the summary chapter's (``provenance.judged_claims``), on the
+        sweeps whose parameters match this run's (``sweep_table``); None, and a line saying
+        why, when none is kept.
+        """
+        from fairkit import claims
+        from fairkit.runs.provenance import judged_claims
+        from fairkit.studies import evidence
+
+        sweeps = {}
+        for sweep in sorted({c.sweep for c in claims.CLAIMS if c.chapter == self.chapter}):
+            names = ("comparisons", *evidence.TABLES.get(self.chapter, ()))
+            tables = {n: self.sweep_table(n, root, **claims.SWEEPS[sweep]) for n in names}
+            if all(t is not None for t in tables.values()):
+                sweeps[self.chapter, sweep] = tables
+        if not sweeps:
+            print("No kept sweep to judge this chapter's claims on.")
             return None
+        return judged_claims(sweeps)
 
     def path(self, name: str) -> Path:
         """Return the path of a file called ``name`` inside the run folder."""

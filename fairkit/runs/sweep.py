@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from fairkit.runs.kernel import REPO_ROOT, RESULTS, SECTION_SWITCH, pooling_key, replaced
 from fairkit.runs.parameters import ParameterError, notebook_parameters, resolve_parameters
+from fairkit.runs.provenance import check_poolable
 from fairkit.runs.runner import RunFailed, run_notebook
 
 KEPT_IN_RESULTS = (".csv", ".json")  # what ``tables_only`` keeps of a run folder
@@ -229,8 +230,21 @@ def chapter_results(
 
     What the summary pools: the runs of ``make study`` (every seed), not a reader's own runs
     with other settings; ``params`` replace some defaults (another kept sweep, e.g. a larger
-    setting).
+    setting). Runs that may not be pooled are refused (``poolable``).
     """
     defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{chapter}.py")
     where = pooling_key(replaced(defaults, params, chapter=chapter)) | {"mode": mode}
-    return collect(root, chapter, table, where=where)
+    return poolable(root, chapter, table, where=where)
+
+
+def poolable(runs_root, chapter: str, table: str, *, where: dict[str, Any]) -> pd.DataFrame:
+    """``collect``, for pooling: refused when the runs' code is not one chapter's code.
+
+    Raises:
+        FileNotFoundError: no matching complete run (``collect``).
+        ProvenanceError: a run of a dirty tree, or runs of commits whose chapter code
+            differs (``provenance.check_poolable``).
+    """
+    runs = collect(runs_root, chapter, table, where=where)
+    check_poolable(runs, chapter)
+    return runs

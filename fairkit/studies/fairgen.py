@@ -35,7 +35,6 @@ from fairkit.training import (
     train_preference,
 )
 from fairkit.verdicts import (
-    INCONCLUSIVE,
     improvement,
     interval,
     narrowing,
@@ -507,7 +506,7 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes
             + ", ".join(
                 f"{b} {said(row(test, b, REAL_ONLY, 'improvement'), '%')}" for b in BASELINES
             )
-            + f". {_verdict_words(gain, FAIRGEN_PAPER[m], seeds)}"
+            + ". The claim's verdict, with its gates, is in the claims table below."
         )
         groups = pooled[
             (pooled["setting"] == test) & (pooled["a"] == variant) & (pooled["b"] == REAL_ONLY)
@@ -519,22 +518,6 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes
             + f". {_levelling(groups['verdict'].tolist(), gain)}"
         )
     return "\n".join(lines)
-
-
-def _verdict_words(gain, paper: float, seeds: int) -> str:
-    """Whether FairGen's improvement is reproduced: its direction, then its size."""
-    if gain is None or seeds < 5:
-        return "No verdict: fewer than five seeds."
-    if gain.verdict == INCONCLUSIVE:
-        return "No verdict: the improvement is defined in fewer than five seeds."
-    inside = gain.lo <= paper <= gain.hi
-    size = "within" if inside else ("above" if paper > gain.hi else "below")
-    if gain.verdict != "better":
-        return (
-            f"FairGen's improvement is **not reproduced** ({gain.verdict}); the paper's {paper}% "
-            f"is {size} our interval."
-        )
-    return f"FairGen's improvement is **reproduced in direction**; the paper's {paper}% is {size} our interval."
 
 
 def _levelling(group_verdicts: list[str], gain) -> str:

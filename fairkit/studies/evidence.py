@@ -1,0 +1,107 @@
+"""Each chapter's per-seed evidence for the claims: its comparisons, plus the rows its gates read.
+
+A claim's endpoint and gates are rows in the form of the chapters' ``comparisons`` tables
+(``verdicts.COMPARISON_KEYS`` with ``a_value``, ``b_value``, ``value`` and ``seed``). Most
+are comparisons already; the rest come from other tables a chapter writes, turned into rows
+here, so a kept sweep and a chapter's own run give the claims the same evidence:
+
+- chapter 4 (``soundness``): learned effectiveness against the exact counterfactual on the
+  same images (comparison "ceiling"), and the judge's hit rate on the exact ones ("instrument");
+- chapter 5 (``preference_accuracy``, ``fidelity``): held-out preference accuracy of each
+  aligned model against the unaligned one ("alignment"), and how often the judges see the
+  intended group in each model's synthetic images of a group ("manipulation").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+TABLES = {  # the tables besides ``comparisons`` that a chapter's claims read
+    "04_counterfactuals": ("soundness",),
+    "05_fairgen": ("preference_accuracy", "fidelity"),
+}
+RUN_COLUMNS = ("seed", "run_id", "commit")  # what ``runs.collect`` adds; kept on every row
+
+
+def _carried(table: pd.DataFrame) -> list[str]:
+    return [c for c in RUN_COLUMNS if c in table]
+
+
+def ceiling_rows(soundness: pd.DataFrame) -> pd.DataFrame:
+    """Learned vs exact counterfactual effectiveness per intervention and direction, per run.
+
+    The exact counterfactual is the ceiling the same judge can reach on the same images, so
+    the learned one is read against it, not against chance. Rows "instrument" carry the
+    judge's hit rate on the exact counterfactuals alone (its validity in that direction).
+    """
+    keys = ["intervention", "direction", *_carried(soundness)]
+    wide = soundness.pivot_table(index=keys, columns="metric", values="value", dropna=False)
+    wide = wide.reset_index()
+    learned = wide.get("effectiveness", pd.Series(np.nan, index=wide.index))
+    exact = wide["effectiveness_exact"]
+    common = {
+        "setting": wide["intervention"],
+        "group": wide["direction"],
+        "metric": "effectiveness",
+    }
+    runs = {c: wide[c] for c in _carried(soundness)}
+    ceiling = pd.DataFrame({"comparison": "ceiling", "a": "learned", "b": "exact", **common,
+                            "a_value": learned, "b_value": exact, "value": learned - exact,
+                            **runs})  # fmt: skip
+    instrument = pd.DataFrame({"comparison": "instrument", "a": "exact", "b": "intended",
+                               **common, "a_value": exact, "b_value": 1.0, "value": exact,
+                               **runs})  # fmt: skip
+    return pd.concat([ceiling, instrument], ignore_index=True)
+
+
+def alignment_rows(preference_accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Held-out preference accuracy of each aligned model minus the unaligned one's, per group."""
+    keys = ["modality", "group", *_carried(preference_accuracy)]
+    wide = preference_accuracy.pivot_table(index=keys, columns="model", values="value")
+    rows = []
+    for model in [m for m in wide.columns if m != "unaligned"]:
+        part = wide[[model, "unaligned"]].reset_index()
+        rows.append(
+            part.assign(comparison="alignment", setting=part["modality"] + ", held-out pairs",
+                        a=model, b="unaligned", metric="preference_accuracy",
+                        a_value=part[model], b_value=part["unaligned"],
+                        value=part[model] - part["unaligned"])
+            .drop(columns=["modality", model, "unaligned"])
+        )  # fmt: skip
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def manipulation_rows(fidelity: pd.DataFrame) -> pd.DataFrame:
+    """How often the judges see the intended group in a model's synthetic images of that group.
+
+    The mean over the group's cells, weighted by their synthetic images; NaN where the judge
+    was invalid in that run.
+    """
+    keys = ["modality", "model", "group", *_carried(fidelity)]
+    weighted = fidelity.assign(hits=fidelity["group_agreement"] * fidelity["n_synthetic"])
+    sums = weighted.groupby(keys, dropna=False)[["hits", "n_synthetic"]].sum(min_count=1)
+    sums = sums.reset_index()
+    agreement = sums["hits"] / sums["n_synthetic"]
+    return sums.assign(
+        comparison="manipulation", setting=sums["modality"] + ", synthetic", a=sums["model"],
+        b="intended", metric="group_agreement", a_value=agreement, b_value=1.0, value=agreement,
+    ).drop(columns=["modality", "model", "hits", "n_synthetic"])  # fmt: skip
+
+
+BUILDERS = {
+    "soundness": ceiling_rows,
+    "preference_accuracy": alignment_rows,
+    "fidelity": manipulation_rows,
+}
+
+
+def rows(chapter: str, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """A chapter's evidence: ``tables["comparisons"]`` plus the rows built from its other tables.
+
+    ``tables`` holds the tables of one run or of a whole sweep (``runs.collect``: with
+    ``seed``, ``run_id`` and ``commit`` columns). A missing table leaves its rows out, so the
+    gates that read them are not measured (and fail).
+    """
+    extra = [BUILDERS[name](tables[name]) for name in TABLES.get(chapter, ()) if name in tables]
+    return pd.concat([tables["comparisons"], *extra], ignore_index=True)
