@@ -22,6 +22,7 @@ from fairkit.verdicts import (
     fieller,
     higher_is_better,
     holm,
+    interval,
     seeds_needed,
     t_interval,
     t_pvalue,
@@ -78,13 +79,8 @@ class Estimate:
         """``value [lo, hi] (n seeds)``; an interval without bounds says so."""
         if self.n == 0 or not np.isfinite(self.value):
             return "not measured"
-        digits = 1 if unit == "%" else 3
-        bounds = (
-            f"[{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
-            if np.isfinite(self.lo) and np.isfinite(self.hi)
-            else "[unbounded]"
-        )
-        return f"{self.value:.{digits}f}{unit} {bounds} ({self.n} seeds)"
+        said = interval(self.value, self.lo, self.hi, digits=1 if unit == "%" else 3, unit=unit)
+        return f"{said} ({self.n} seeds)"
 
 
 def _per_seed(rows: pd.DataFrame, column: str) -> pd.Series:
@@ -419,7 +415,9 @@ def _what_it_would_take(endpoint: Endpoint, found: Estimate, verdict: str, faile
         return "first pass: " + "; ".join(failed)  # the gates' names; their numbers are beside
     if verdict != WORDS[3]:
         return ""
-    n = seeds_needed(found.sd, endpoint.sesoi, alpha=ALPHA / max(1, family))
+    if not np.isfinite(found.sd):
+        return f"at least {MIN_SEEDS} seeds (has {found.n}: too few to estimate the spread)"
+    n = max(MIN_SEEDS, seeds_needed(found.sd, endpoint.sesoi, alpha=ALPHA / max(1, family)))
     return f"about {n} seeds to resolve ±{endpoint.sesoi:g}{endpoint.unit} at sd {found.sd:.3g}"
 
 

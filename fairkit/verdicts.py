@@ -24,9 +24,15 @@ INCONCLUSIVE = "inconclusive"
 COMPARISON_KEYS = ["comparison", "setting", "a", "b", "group", "metric"]  # one comparison's key
 
 
-def interval(value: float, lo: float, hi: float) -> str:
-    """``value [lo, hi]`` to three decimals: how the book prints an estimate."""
-    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+def interval(value: float, lo: float, hi: float, *, digits: int = 3, unit: str = "") -> str:
+    """``value [lo, hi]`` (three decimals): how the book prints an estimate.
+
+    An interval with an infinite bound (Fieller's, when a ratio's denominator is not
+    distinguishable from zero) reads ``[unbounded]``.
+    """
+    if np.isinf(lo) or np.isinf(hi):
+        return f"{value:.{digits}f}{unit} [unbounded]"
+    return f"{value:.{digits}f}{unit} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def with_intervals(table: pd.DataFrame) -> pd.Series:

@@ -384,7 +384,7 @@ Markdown(
 # %%
 claimed = run.claim_verdicts()
 if claimed is not None:
-    with pd.option_context("display.max_colwidth", 300):
+    with pd.option_context("display.max_colwidth", None):
         display(claimed[["sweep", *claims.SHOWN]].set_index(["sweep", "claim"]))
 
 # %% [markdown]

@@ -456,7 +456,7 @@ for setting, changes in (("quick", {}), ("larger", FAIRGEN_LARGER)):
 # %%
 claimed = run.claim_verdicts()
 if claimed is not None:
-    with pd.option_context("display.max_colwidth", 300):
+    with pd.option_context("display.max_colwidth", None):
         display(claimed[["sweep", *claims.SHOWN]].set_index(["sweep", "claim"]))
 
 # %% [markdown]

@@ -264,7 +264,7 @@ display(rates.set_index(["modality", "stream", "group"]).round(3))
 # %%
 claimed = run.claim_verdicts()
 if claimed is not None:
-    with pd.option_context("display.max_colwidth", 300):
+    with pd.option_context("display.max_colwidth", None):
         display(claimed[["sweep", *claims.SHOWN]].set_index(["sweep", "claim"]))
 
 # %% [markdown]

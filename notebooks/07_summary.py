@@ -85,7 +85,7 @@ Markdown("The sweeps read:\n\n" + "\n".join(lines))
 # so that a reader sees them, not findings about the code of this book. Each sweep's status:
 
 # %%
-with pd.option_context("display.max_colwidth", 400):
+with pd.option_context("display.max_colwidth", None):
     display(summary[["chapter", "sweep", "sweep status"]].drop_duplicates()
             .set_index(["chapter", "sweep"]))  # fmt: skip
 
@@ -107,7 +107,7 @@ if len(judged):
     )
     counts = summary["verdict"].value_counts()  # every claim, judged or not
     display(Markdown(", ".join(f"**{v}**: {n}" for v, n in counts.items())))
-    with pd.option_context("display.max_colwidth", 400):
+    with pd.option_context("display.max_colwidth", None):
         display(summary[["paper", "claim", "primary", "endpoint", "verdict", "gates",
                          "what it would take", "scale"]].set_index(["paper", "claim"]))  # fmt: skip
 

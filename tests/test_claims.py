@@ -162,3 +162,27 @@ def test_todays_kept_sweeps_leave_fairgen_and_synthfair_untestable_with_the_fail
         failed = "✗" in row.gates
         assert (row.verdict == "untestable here") == failed
     assert (synthfair["verdict"] == "untestable here").sum() >= 3  # sex, age, disease judges
+
+
+def test_fairgens_improvement_is_secondary_and_says_where_the_papers_number_lies():
+    mri = next(c for c in claims.CLAIMS if c.paper == claims.FAIRGEN and "MRI" in c.claim)
+    gain = mri.secondary[0]
+    assert mri.primary.rows.metric == "gap_accuracy" and gain.metric == "improvement"
+    rows = seeds(gain, [np.nan] * 5, a_value=[0.09, 0.1, 0.08, 0.095, 0.09], b_value=0.1)
+    assert "(paper 35.2: above our interval)" in claims._secondary(gain, rows)
+    near = seeds(gain, [np.nan] * 5, a_value=[0.06, 0.07, 0.065, 0.066, 0.064], b_value=0.1)
+    assert "(paper 35.2: inside our interval)" in claims._secondary(gain, near)
+
+
+def test_evidence_rows_weigh_each_cell_by_its_images_and_skip_ungraded_cells():
+    fidelity = pd.DataFrame({"modality": "skin", "model": "dpo", "group": ["dark", "dark", "dark"],
+                             "finding": ["benign", "malignant", "x"], "n_synthetic": [100, 50, 80],
+                             "group_agreement": [0.9, 0.6, np.nan], "seed": 0})  # fmt: skip
+    rows = evidence.manipulation_rows(fidelity)
+    assert rows["value"].item() == pytest.approx((90 + 30) / 150)
+    assert rows[["comparison", "setting", "a", "b"]].iloc[0].tolist() == [
+        "manipulation", "skin, synthetic", "dpo", "intended"]  # fmt: skip
+    accuracy = pd.DataFrame({"modality": "mri", "model": ["unaligned", "dpo"], "group": "old",
+                             "value": [0.50, 0.56], "seed": 3})  # fmt: skip
+    aligned = evidence.alignment_rows(accuracy)
+    assert aligned["value"].item() == pytest.approx(0.06) and aligned["seed"].item() == 3

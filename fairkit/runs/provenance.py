@@ -119,6 +119,11 @@ def staleness(commit: str, chapter: str, *, root: Path = REPO_ROOT) -> list[str]
     return changed_files(commit, chapter_code(chapter, root), root=root)
 
 
+SIZE_KEYS = {  # the settings that hold a chapter's image side and training images
+    "05_fairgen": ("fairgen_size", "fairgen_train"),  # FairGen's own, smaller generators' sizes
+}
+
+
 def scale(runs_root: Path, chapter: str, runs: pd.DataFrame) -> str:
     """What a sweep's verdicts rest on: mode, image size, training images, backbone, seeds, device.
 
@@ -129,10 +134,11 @@ def scale(runs_root: Path, chapter: str, runs: pd.DataFrame) -> str:
     for run_id in runs["run_id"].unique():
         record = json.loads((Path(runs_root) / chapter / run_id / "provenance.json").read_text())
         sizes, params = record.get("settings", {}), record.get("parameters", {})
+        side, train = SIZE_KEYS.get(chapter, ("image_size", "n_train"))
         for key, value in (
             ("mode", record.get("mode")),
-            ("px", params.get("image_size") or sizes.get("image_size")),
-            ("training images", params.get("n_train") or sizes.get("n_train")),
+            ("px", params.get("image_size") or sizes.get(side)),
+            ("training images", params.get("n_train") or sizes.get(train)),
             ("backbone", sizes.get("backbone")),
             ("device", record.get("device_name") or record.get("device")),
         ):

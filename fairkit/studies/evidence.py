@@ -79,7 +79,11 @@ def manipulation_rows(fidelity: pd.DataFrame) -> pd.DataFrame:
     was invalid in that run.
     """
     keys = ["modality", "model", "group", *_carried(fidelity)]
-    weighted = fidelity.assign(hits=fidelity["group_agreement"] * fidelity["n_synthetic"])
+    judged = fidelity["group_agreement"].notna()  # a cell the judge could not grade weighs 0
+    weighted = fidelity.assign(
+        hits=fidelity["group_agreement"] * fidelity["n_synthetic"],
+        n_synthetic=fidelity["n_synthetic"].where(judged),
+    )
     sums = weighted.groupby(keys, dropna=False)[["hits", "n_synthetic"]].sum(min_count=1)
     sums = sums.reset_index()
     agreement = sums["hits"] / sums["n_synthetic"]

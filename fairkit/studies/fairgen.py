@@ -483,7 +483,9 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes
         if not np.isfinite(r.value):
             return "undefined (real only has no gap to reduce)"
         number = (
-            f"{r.value:.1f}% [{r.lo:.1f}, {r.hi:.1f}]" if unit else interval(r.value, r.lo, r.hi)
+            interval(r.value, r.lo, r.hi, digits=1, unit="%")
+            if unit
+            else interval(r.value, r.lo, r.hi)
         )
         n = getattr(r, "n_seeds", seeds)
         defined = f"; defined in {n} of {seeds} seeds" if unit and n < seeds else ""

@@ -434,7 +434,7 @@ def findings(pooled: pd.DataFrame, *, modalities, seeds: int, mode: str) -> str:
         where = f"{modality}, test"
         lines.append(
             f"- **{modality}**: the SSL linear probe's accuracy gap against supervised training "
-            + _said(pooled, probe, SUPERVISED, where, smaller="is smaller (SSL fairer)", larger="is larger (SSL less fair)")
+            + _said(pooled, probe, SUPERVISED, where, smaller="is smaller", larger="is larger")
             + "; fine-tuned, against supervised, it "
             + _said(pooled, tune, SUPERVISED, where, smaller="is smaller", larger="is larger")
             + "; fine-tuning against the probe "

@@ -96,14 +96,3 @@ def test_an_invalid_judges_agreement_is_withheld():
     shown = study.withheld(agreement, validity)
     assert shown["group_agreement"].isna().all()
     assert shown["pathology_agreement"].tolist() == [0.7, 0.6]
-
-
-def test_the_findings_place_the_papers_number_against_our_interval():
-    row = pd.Series(
-        {"value": -22.6, "lo": -76.7, "hi": 31.6, "verdict": "no detectable difference"}
-    )
-    words = study._verdict_words(row, 95.9, seeds=5)
-    assert "**not reproduced**" in words and "95.9% is above our interval" in words
-    wider = row.copy()
-    wider["hi"] = 120.0
-    assert "within our interval" in study._verdict_words(wider, 95.9, seeds=5)
