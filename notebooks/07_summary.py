@@ -53,7 +53,7 @@ from fairkit.studies import evidence
 
 run = runs.start()
 run.banner()
-tables, lines, refused = {}, [], {}
+tables, lines, refused, scales = {}, [], {}, {}
 for chapter, sweep in sorted({claim.source for claim in claims.CLAIMS}):
     params = claims.SWEEPS[sweep]
     setting = f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
@@ -67,12 +67,11 @@ for chapter, sweep in sorted({claim.source for claim in claims.CLAIMS}):
         lines.append(f"- **{chapter}**{setting}: not pooled. {err}")
         continue
     runs_ = tables[chapter, sweep]["comparisons"]
+    scales[chapter, sweep] = runs.scale(runs.RESULTS, chapter, runs_)
     lines.append(
-        f"- **{chapter}**{setting}: commit `{runs_['commit'].iloc[0]}`; "
-        f"{runs.scale(runs.RESULTS, chapter, runs_)}."
+        f"- **{chapter}**{setting}: commit `{runs_['commit'].iloc[0]}`; {scales[chapter, sweep]}."
     )
 judged = runs.judged_claims(tables)
-scales = {s: runs.scale(runs.RESULTS, s[0], t["comparisons"]) for s, t in tables.items()}
 summary = pd.concat([judged, claims.not_judged(refused)], ignore_index=True)
 summary["scale"] = [
     scales.get((c, s), "") for c, s in zip(summary["chapter"], summary["sweep"], strict=True)
