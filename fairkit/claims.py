@@ -19,10 +19,13 @@ from fairkit.config import FAIRGEN_LARGER, FAIRGEN_PAPER
 from fairkit.verdicts import (
     ALPHA,
     MIN_SEEDS,
+    NARROWING,
     fieller,
     higher_is_better,
     holm,
     interval,
+    narrowing,
+    pool_seeds,
     seeds_needed,
     t_interval,
     t_pvalue,
@@ -350,10 +353,11 @@ CLAIMS = (
 
 
 def levelled_down(endpoint: Endpoint, evidence: pd.DataFrame) -> bool:
-    """Whether the better-served group got detectably worse while the other did not rise.
+    """Whether a narrower gap came from a group doing worse and none doing better.
 
-    The better-served group is the one with the higher mean of ``b`` on the per-group metric
-    (``Endpoint.levelling``); "worse"/"rise" are judged by each group's pooled interval.
+    Each group's per-group metric (``Endpoint.levelling``, same a, b and setting) is pooled
+    over seeds and worded as in the chapters (``verdicts.narrowing``), so the summary and a
+    chapter's findings call the same thing levelling down.
     """
     if endpoint.levelling is None:
         return False
@@ -366,14 +370,8 @@ def levelled_down(endpoint: Endpoint, evidence: pd.DataFrame) -> bool:
     ]  # fmt: skip
     if per_group["group"].nunique() < 2:
         return False
-    sign = 1 if higher_is_better(endpoint.levelling) else -1
-    base = per_group.groupby("group")["b_value"].mean() * sign
-    better, worse = base.idxmax(), base.idxmin()
-    _, lo_b, hi_b = t_interval(_per_seed(per_group[per_group["group"] == better], "value"))
-    _, lo_w, hi_w = t_interval(_per_seed(per_group[per_group["group"] == worse], "value"))
-    dropped = hi_b < 0 if sign > 0 else lo_b > 0
-    raised = lo_w > 0 if sign > 0 else hi_w < 0
-    return bool(dropped and not raised)
+    pooled = pool_seeds(per_group, by=["group", "metric"])
+    return narrowing(pooled["verdict"].tolist()) == NARROWING[1]
 
 
 def word(

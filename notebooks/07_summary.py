@@ -60,7 +60,7 @@ for chapter, sweep in sorted({claim.source for claim in claims.CLAIMS}):
     try:
         tables[chapter, sweep] = {
             name: runs.chapter_results(chapter, name, mode=mode, **params)
-            for name in ("comparisons", *evidence.TABLES.get(chapter, ()))
+            for name in evidence.tables(chapter)
         }
     except (FileNotFoundError, runs.ProvenanceError) as err:
         refused[chapter, sweep] = str(err)

@@ -17,7 +17,8 @@ def seeds(rows: Rows, values, *, a_value=np.nan, b_value=np.nan) -> pd.DataFrame
     """Per-seed evidence rows of one comparison, one value per seed."""
     return pd.DataFrame({"comparison": rows.comparison, "setting": rows.setting, "a": rows.a,
                          "b": rows.b, "group": rows.group, "metric": rows.metric,
-                         "value": values, "a_value": a_value, "b_value": b_value,
+                         "value": values, "lo": np.nan, "hi": np.nan,
+                         "a_value": a_value, "b_value": b_value,
                          "seed": range(len(values))})  # fmt: skip
 
 
@@ -142,7 +143,7 @@ def _kept(chapter: str, sweep: str) -> pd.DataFrame:
         "mode": "quick"
     }
     tables = {t: runs.collect(runs.RESULTS, chapter, t, where=where)
-              for t in ("comparisons", *evidence.TABLES.get(chapter, ()))}  # fmt: skip
+              for t in evidence.tables(chapter)}  # fmt: skip
     return evidence.rows(chapter, tables)
 
 

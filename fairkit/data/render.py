@@ -17,7 +17,7 @@ from fairkit import seeds
 
 BANK_SIZE = 64
 TEXTURE_SEED = 0  # the banks are part of the generators, the same in every run
-RENDER_BATCH = 256  # a few hundred images per batch keep temporaries in cache (DESIGN.md)
+RENDER_BATCH = 256  # a few hundred images a batch keep temporaries in cache; thousands spill them
 
 
 @functools.lru_cache(maxsize=16)

@@ -210,8 +210,8 @@ class Run:
 
         sweeps = {}
         for sweep in sorted({c.sweep for c in claims.CLAIMS if c.chapter == self.chapter}):
-            names = ("comparisons", *evidence.TABLES.get(self.chapter, ()))
-            tables = {n: self.sweep_table(n, root, **claims.SWEEPS[sweep]) for n in names}
+            tables = {n: self.sweep_table(n, root, **claims.SWEEPS[sweep])
+                      for n in evidence.tables(self.chapter)}  # fmt: skip
             if all(t is not None for t in tables.values()):
                 sweeps[self.chapter, sweep] = tables
         if not sweeps:

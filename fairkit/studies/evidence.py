@@ -24,6 +24,11 @@ TABLES = {  # the tables besides ``comparisons`` that a chapter's claims read
 RUN_COLUMNS = ("seed", "run_id", "commit")  # what ``runs.collect`` adds; kept on every row
 
 
+def tables(chapter: str) -> tuple[str, ...]:
+    """The tables a chapter's claims read: ``comparisons`` and those of ``TABLES``."""
+    return ("comparisons", *TABLES.get(chapter, ()))
+
+
 def _carried(table: pd.DataFrame) -> list[str]:
     return [c for c in RUN_COLUMNS if c in table]
 

@@ -1,4 +1,4 @@
-"""The generators' difficulty stays calibrated (DESIGN.md): clearly below ceiling, with darker
+"""The generators' difficulty stays calibrated: clearly below ceiling, with darker
 skin measurably worse. Trained with the quick-mode classifier (a small CNN at 32 px)."""
 
 import pytest
