@@ -104,18 +104,25 @@ def sample_fingerprint(patients: np.ndarray, n_boot: int, seed: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def gap_replicates(metric: str, boot: dict) -> np.ndarray:
-    """A gap per replicate, defined as fairlearn defines it (max minus min over groups)."""
+def spread(values: np.ndarray) -> np.ndarray:
+    """Max minus min over groups (the last axis), NaN where fewer than two groups define it."""
+    defined = np.isfinite(values).sum(-1)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row where no group is defined
+        difference = np.nanmax(values, -1) - np.nanmin(values, -1)
+    return np.where(defined >= 2, difference, np.nan)
 
-        def spread(x):
-            return np.nanmax(x, 1) - np.nanmin(x, 1)
 
-        tpr, fpr = spread(boot["recall"]), spread(boot["fpr"])
-        return {
-            "equal_opportunity": tpr,
-            "equalized_odds": np.maximum(tpr, fpr),
-            "equalized_odds_mean": (tpr + fpr) / 2,
-            "demographic_parity": spread(boot["selection_rate"]),
-        }[metric]
+def gap_values(metric: str, per_group: dict[str, np.ndarray]) -> np.ndarray:
+    """A fairlearn gap per row of per-group values (the sample's row or the replicates').
+
+    Defined as fairlearn defines it (max minus min over groups), over the groups where the
+    rate is defined; equalized odds is undefined when either of its two parts is.
+    """
+    tpr, fpr = spread(per_group["recall"]), spread(per_group["fpr"])
+    return {
+        "equal_opportunity": tpr,
+        "equalized_odds": np.maximum(tpr, fpr),
+        "equalized_odds_mean": (tpr + fpr) / 2,
+        "demographic_parity": spread(per_group["selection_rate"]),
+    }[metric]

@@ -1,15 +1,17 @@
 """Group metrics over fairlearn's MetricFrame, fairness gaps and their bootstrap intervals.
 
-Point estimates come from fairlearn (``MetricFrame`` for per-group values, its own
-``equalized_odds_difference``, ``equal_opportunity_difference`` and
-``demographic_parity_difference`` for gaps). The bootstrap resamples *patients* (a cluster
-bootstrap), which fairlearn's row bootstrap cannot do; each replicate recomputes the same numbers
-from sample-weighted confusion counts, vectorised over replicates (hand-written for speed: a
+Point estimates come from fairlearn's ``MetricFrame`` per group. A rate a group cannot define
+(recall in a group without positives) is NaN, where fairlearn's rate functions return 0, and the
+gaps (fairlearn's definitions: max minus min over groups) leave such groups out, so an undefined
+rate never reads as a real one. The bootstrap resamples *patients* (a cluster bootstrap), which
+fairlearn's row bootstrap cannot do; each replicate recomputes the same numbers from
+sample-weighted confusion counts, vectorised over replicates (hand-written for speed: a
 MetricFrame per replicate is ~100x slower). Tests check that both paths agree.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,11 +22,6 @@ import pandas as pd
 from fairlearn.metrics import (
     MetricFrame,
     count,
-    demographic_parity_difference,
-    equal_opportunity_difference,
-    equalized_odds_difference,
-    false_negative_rate,
-    false_positive_rate,
     selection_rate,
 )
 from sklearn.metrics import (
@@ -39,9 +36,10 @@ from sklearn.metrics import (
 from fairkit.bootstrap import (
     ECE_BINS,
     centred_interval,
-    gap_replicates,
+    gap_values,
     patient_weights,
     sample_fingerprint,
+    spread,
     weighted_auroc_ece,
     weighted_rates,
 )
@@ -94,23 +92,38 @@ def _check_scores(scores: pd.Series) -> None:
         )
 
 
+def _integer_names(classes: list[str]) -> bool:
+    """Whether every class is named by a whole number (``score_0``, ``score_1``)."""
+    return all(re.fullmatch(r"-?\d+", name) for name in classes)
+
+
 def _label_codes(y_true: pd.Series, classes: list[str]) -> np.ndarray:
-    """``y_true`` as class codes: codes 0..k-1 as they are, class names by their place."""
-    if pd.api.types.is_numeric_dtype(y_true):
+    """``y_true`` as class codes (places among the score columns), each label read by its name.
+
+    Labels that are class names (``"pos"``) and numbers that name a class (``1`` for
+    ``score_1``, whatever the columns' order) are read by name; numbers beside non-numeric
+    names (``0``/``1`` beside ``score_neg``, ``score_pos``) are the classes' places.
+    """
+    if pd.api.types.is_bool_dtype(y_true):
+        raise ValueError(
+            f"y_true holds True/False; give each row's class as a code 0..{len(classes) - 1} "
+            f"or a name among {classes}"
+        )
+    if pd.api.types.is_numeric_dtype(y_true) and not _integer_names(classes):
         codes = y_true.to_numpy(dtype=float, na_value=np.nan)
         known = np.isin(codes, np.arange(len(classes)))
     else:
-        codes = y_true.map({name: k for k, name in enumerate(classes)}).to_numpy(
-            dtype=float, na_value=np.nan
-        )
+        numeric = pd.api.types.is_numeric_dtype(y_true)
+        by_name = {int(c) if numeric else c: k for k, c in enumerate(classes)}
+        codes = y_true.map(by_name).to_numpy(dtype=float, na_value=np.nan)
         known = ~np.isnan(codes)
     if not known.all():
         counts = y_true[~known].value_counts(dropna=False)
         shown = ", ".join(f"{_plain(v)!r} in {n}" for v, n in counts.head(5).items())
         raise ValueError(
             f"y_true: {(~known).sum()} of {len(codes)} labels are outside the classes {classes} "
-            f"(codes 0..{len(classes) - 1} in the order of the score_<class> columns, or the "
-            f"names); found {shown} rows"
+            f"(a class's name, or its place 0..{len(classes) - 1} among the score_<class> "
+            f"columns); found {shown} rows"
         )
     return codes.astype(int)
 
@@ -194,6 +207,15 @@ def class_index(predictions: pd.DataFrame, positive: str) -> int:
 
 # --------------------------------------------------------------------------- point estimates
 
+# The per-group metrics each fairlearn gap is built on: a gap leaves out the groups where one
+# of them is undefined, and is itself undefined when fewer than two groups remain.
+GAP_NEEDS = {
+    "equal_opportunity": ("recall",),
+    "equalized_odds": ("recall", "fpr"),
+    "equalized_odds_mean": ("recall", "fpr"),
+    "demographic_parity": ("selection_rate",),
+}
+
 
 def _ece(y_true, y_score) -> float:
     """Expected calibration error of the positive-class score, 10 equal-width bins."""
@@ -209,15 +231,20 @@ def auroc(y_true, y_score) -> float:
     return roc_auc_score(y_true, y_score) if len(np.unique(y_true)) == 2 else np.nan
 
 
+def _recall(y_true, y_pred, *, pos_label: int = 1) -> float:
+    """The share of class ``pos_label`` found; NaN, not fairlearn's 0, in a group without it."""
+    return recall_score(y_true, y_pred, pos_label=pos_label, zero_division=np.nan)
+
+
 def _metric_functions():
     zero = {"zero_division": np.nan}
     return {
         "accuracy": accuracy_score,
-        "precision": lambda y, p: precision_score(y, p, **zero),
-        "recall": lambda y, p: recall_score(y, p, **zero),
-        "f1": lambda y, p: f1_score(y, p, **zero),
-        "fpr": false_positive_rate,
-        "fnr": false_negative_rate,
+        "precision": partial(precision_score, **zero),
+        "recall": _recall,
+        "f1": partial(f1_score, **zero),
+        "fpr": lambda y, p: 1 - _recall(y, p, pos_label=0),
+        "fnr": lambda y, p: 1 - _recall(y, p),
         "selection_rate": selection_rate,
         "count": count,
     }
@@ -239,25 +266,56 @@ def _binary_frame(y_true, y_pred, y_score, groups: pd.DataFrame) -> pd.DataFrame
     return pd.concat([frame.by_group, scored.by_group], axis=1)
 
 
-def _gaps(y_true, y_pred, groups: pd.Series) -> dict[str, float]:
-    """Fairness gaps from fairlearn's own functions."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {
-            "equal_opportunity": equal_opportunity_difference(
-                y_true, y_pred, sensitive_features=groups
-            ),
-            "equalized_odds": equalized_odds_difference(y_true, y_pred, sensitive_features=groups),
-            "equalized_odds_mean": equalized_odds_difference(
-                y_true, y_pred, sensitive_features=groups, agg="mean"
-            ),
-            "demographic_parity": demographic_parity_difference(
-                y_true, y_pred, sensitive_features=groups
-            ),
+def _why_undefined(y, p, column: pd.Series, positive: str) -> dict[str, tuple[str, list[str]]]:
+    """Per group that cannot define some rates: what it lacks (the counts they divide by), them."""
+    out = {}
+    for name, rows in pd.Series(np.arange(len(y))).groupby(column.to_numpy()):
+        yg, pg = y[rows.to_numpy()], p[rows.to_numpy()]
+        no_pos, no_neg, no_decision = yg.sum() == 0, yg.sum() == len(yg), pg.sum() == 0
+        undefined = {
+            "recall": no_pos, "fnr": no_pos, "fpr": no_neg, "auroc": no_pos or no_neg,
+            "precision": no_decision, "f1": no_pos and no_decision,
+        }  # fmt: skip
+        facts = {
+            "no positives": no_pos,
+            "no negatives": no_neg,
+            "no positive decisions": no_decision,
         }
+        if any(undefined.values()):
+            lacks = "; ".join(f for f, holds in facts.items() if holds)
+            why = f"{lacks} among its {len(yg)} samples ({positive!r} is positive)"
+            out[name] = (why, [m for m, holds in undefined.items() if holds])
+    return out
+
+
+def _warn_undefined(undefined: dict[str, tuple[str, list[str]]], attribute: str) -> None:
+    """One warning per group whose rates are undefined, naming them and why."""
+    for group, (why, metrics) in undefined.items():
+        warnings.warn(
+            f"{attribute}={group!r}: {why}, so {', '.join(metrics)} "
+            f"{'is' if len(metrics) == 1 else 'are'} undefined (NaN) and left out of every gap "
+            "built on them",
+            GroupWarning,
+            stacklevel=4,
+        )
+
+
+def _needs(metric: str) -> tuple[str, ...]:
+    """The per-group metrics a gap row is built on (``gap_recall`` and ``worst_recall``: recall)."""
+    return GAP_NEEDS.get(metric) or (metric.removeprefix("gap_").removeprefix("worst_"),)
+
+
+def _gap_reason(metric: str, values: pd.DataFrame) -> str:
+    """Why a gap row is undefined: too few groups define what it is built on."""
+    lacking = [m for m in _needs(metric) if values[m].notna().sum() < 2]
+    if metric.startswith("worst_"):
+        return f"no group defines {', '.join(_needs(metric))}"
+    return f"fewer than two groups define {', '.join(lacking)}"
 
 
 # --------------------------------------------------------------------------- the report
+
+UNDEFINED = ["attribute", "group", "metric", "reason"]
 
 
 @dataclass
@@ -267,13 +325,15 @@ class Report:
     Attributes:
         by_group: rows (attribute, group, metric, value, lo, hi, n).
         gaps: rows (attribute, metric, value, lo, hi): fairlearn gaps, worst-group values, and
-            max-min differences of every metric.
+            max-min differences of every metric, each over the groups that define it.
         replicates: bootstrap replicates, (attribute, metric) -> array for the gaps and
             (attribute, group, metric) -> array per group, so that two reports on the same
             test set give paired intervals (``verdicts.paired_difference``).
         threshold: the decision threshold that was used (chosen on validation data).
         sample: fingerprint of the resampled patients, n_boot and seed; reports pair only
             when theirs match.
+        undefined: rows (attribute, group, metric, reason) for every value or interval that is
+            NaN, and every group left out of a gap (group ``all``: the gap row itself).
     """
 
     by_group: pd.DataFrame
@@ -281,6 +341,7 @@ class Report:
     replicates: dict = field(repr=False)
     threshold: float | None
     sample: str = ""
+    undefined: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNDEFINED))
 
     def value(self, metric: str, *, attribute: str | None = None, group=None) -> float:
         """Look up one number: a gap (no group) or a group's metric."""
@@ -297,21 +358,6 @@ class Report:
                 f"{len(rows)} rows match metric={metric!r} attribute={attribute!r} group={group!r}"
             )
         return float(rows["value"].iloc[0])
-
-
-def _warn_small_groups(y, groups: pd.Series, attribute: str) -> None:
-    for group, labels in pd.Series(y).groupby(groups.to_numpy()):
-        if len(labels) == 0:
-            warnings.warn(
-                f"{attribute}={group!r} is empty: its metrics are NaN", GroupWarning, stacklevel=3
-            )
-        elif labels.nunique() < 2:
-            warnings.warn(
-                f"{attribute}={group!r} has only class {labels.iloc[0]} ({len(labels)} samples): "
-                "recall, FPR/FNR and AUROC that need the other class are NaN",
-                GroupWarning,
-                stacklevel=3,
-            )
 
 
 def _known_or_unknown(values: pd.Series) -> pd.Series:
@@ -351,6 +397,41 @@ def _check_n_boot(n_boot) -> None:
         )
 
 
+def _check_threshold(value, what: str = "threshold") -> float:
+    """A decision threshold as a float, refused unless it is a number in [0, 1]."""
+    number = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+    if not number or not 0 <= value <= 1:  # NaN fails the comparison
+        raise ValueError(f"{what} must be a number in [0, 1]; got {value!r}")
+    return float(value)
+
+
+def checked_thresholds(thresholds, classes: list[str], *, used: list[str]) -> dict[str, float]:
+    """One threshold per class in ``used``: a number for all, a dict by class name, or None (0.5).
+
+    Refused: a dict naming a class that is not scored (a misspelling), one that leaves out a
+    class in ``used``, and any threshold that is not a number in [0, 1].
+    """
+    if thresholds is None:
+        return dict.fromkeys(used, 0.5)
+    if isinstance(thresholds, dict):
+        unknown = [name for name in thresholds if name not in classes]
+        if unknown:
+            raise ValueError(
+                f"thresholds name classes that are not scored: {unknown}; the classes are {classes}"
+            )
+        missing = [name for name in used if name not in thresholds]
+        if missing:
+            which = "the positive class" if len(used) == 1 else "the classes"
+            shown = repr(missing[0]) if len(used) == 1 else missing
+            raise ValueError(f"thresholds: no threshold for {which} {shown}; got {thresholds}")
+        return {c: _check_threshold(thresholds[c], f"threshold of class {c!r}") for c in used}
+    if isinstance(thresholds, bool | str) or not isinstance(thresholds, int | float | np.number):
+        raise ValueError(
+            f"thresholds must be a number or a dict of class name -> number; got {thresholds!r}"
+        )
+    return dict.fromkeys(used, _check_threshold(thresholds))
+
+
 def binary_report(
     predictions: pd.DataFrame,
     *,
@@ -364,6 +445,7 @@ def binary_report(
 ) -> Report:
     """The report of one binary task: ``positive`` against the rest at ``threshold``."""
     y = binary_labels(predictions, positive)
+    threshold = _check_threshold(threshold)
     _check_n_boot(n_boot)
     s = positive_scores(predictions, positive)
     # Post-processing (e.g. fairlearn's ThresholdOptimizer) leaves its own decisions.
@@ -375,56 +457,71 @@ def binary_report(
     )
     # Row 0 has unit weights (the sample itself), so the arrays are never empty; dropped below.
     weights = np.vstack([np.ones(len(predictions)), patient_weights(patients, n_boot, seed)])
-    rows, gap_rows, replicates = [], [], {}
+    no_interval = "n_boot=0: no bootstrap replicates" if n_boot == 0 else (
+        "no bootstrap replicate defines it"
+    )  # fmt: skip
+    rows, gap_rows, replicates, undefined = [], [], {}, []
     for attribute, column in _attributes(predictions, groups, intersections).items():
-        _warn_small_groups(y, column, attribute)
+        reasons = _why_undefined(y, p, column, positive)
+        _warn_undefined(reasons, attribute)
         point = _binary_frame(y, p, s, column.to_frame(attribute))
         codes, names = pd.factorize(column, sort=True)
         boot = weighted_rates(y, p, s, codes, len(names), weights)
         boot["auroc"], boot["ece"] = weighted_auroc_ece(y, s, codes, len(names), weights)
         boot = {metric: values[1:] for metric, values in boot.items()}
+        values = point.loc[names, list(METRICS)].astype(float)
         for metric in METRICS:
             lo, hi = np.clip(  # every per-group metric is a rate, an AUROC or an ECE in [0, 1]
-                centred_interval(point.loc[names, metric].to_numpy(float), boot[metric]), 0, 1
+                centred_interval(values[metric].to_numpy(), boot[metric]), 0, 1
             )
             for k, name in enumerate(names):
                 replicates[(attribute, str(name), metric)] = boot[metric][:, k]
-                rows.append(
-                    (
-                        attribute,
-                        name,
-                        metric,
-                        point.loc[name, metric],
-                        _at(lo, k),
-                        _at(hi, k),
-                        point.loc[name, "count"],
-                    )
-                )
-        for metric, value in _gaps(y, p, column).items():
-            rep = gap_replicates(metric, boot)
+                value, n = values.loc[name, metric], point.loc[name, "count"]
+                rows.append((attribute, name, metric, value, _at(lo, k), _at(hi, k), n))
+                if np.isnan(value):
+                    undefined.append((attribute, name, metric, reasons[name][0]))
+                elif np.isnan(_at(lo, k)):
+                    undefined.append((attribute, name, metric, no_interval))
+        per_group = {m: values[m].to_numpy()[None] for m in METRICS}
+        for metric, value, rep in _gap_statistics(per_group, boot):
             replicates[(attribute, metric)] = rep
-            gap_rows.append((attribute, metric, value, *_gap_interval(value, rep)))
-        for metric in METRICS:
-            values = point.loc[names, metric].astype(float)
-            worst = values.min() if metric in HIGHER_IS_BETTER else values.max()
-            rep_worst = (
-                np.nanmin(boot[metric], 1)
-                if metric in HIGHER_IS_BETTER
-                else np.nanmax(boot[metric], 1)
-            )
-            rep_gap = np.nanmax(boot[metric], 1) - np.nanmin(boot[metric], 1)
-            replicates[(attribute, f"worst_{metric}")] = rep_worst
-            replicates[(attribute, f"gap_{metric}")] = rep_gap
-            gap = values.max() - values.min()
-            gap_rows.append(
-                (attribute, f"worst_{metric}", worst, *centred_interval(worst, rep_worst))
-            )
-            gap_rows.append((attribute, f"gap_{metric}", gap, *_gap_interval(gap, rep_gap)))
+            lo, hi = (
+                centred_interval(value, rep) if metric.startswith("worst_")
+                else _gap_interval(value, rep)
+            )  # fmt: skip
+            gap_rows.append((attribute, metric, value, lo, hi))
+            for name in names:
+                lacking = [m for m in _needs(metric) if np.isnan(values.loc[name, m])]
+                if lacking:
+                    undefined.append((attribute, name, metric, f"left out: {reasons[name][0]}"))
+            if np.isnan(value):
+                undefined.append((attribute, "all", metric, _gap_reason(metric, values)))
+            elif np.isnan(lo):
+                undefined.append((attribute, "all", metric, no_interval))
     by_group = pd.DataFrame(
         rows, columns=["attribute", "group", "metric", "value", "lo", "hi", "n"]
     )
     gaps = pd.DataFrame(gap_rows, columns=["attribute", "metric", "value", "lo", "hi"])
-    return Report(by_group, gaps, replicates, threshold, sample_fingerprint(patients, n_boot, seed))
+    return Report(
+        by_group, gaps, replicates, threshold, sample_fingerprint(patients, n_boot, seed),
+        pd.DataFrame(undefined, columns=UNDEFINED),
+    )  # fmt: skip
+
+
+def _gap_statistics(per_group: dict[str, np.ndarray], boot: dict[str, np.ndarray]):
+    """Each gap row as (metric, point estimate, replicates): fairlearn's gaps, worst and spread.
+
+    Both arguments map a metric to per-group values, one row per sample (the point estimate's
+    one row, the bootstrap's replicates), so one definition serves both.
+    """
+    for metric in GAP_NEEDS:
+        yield metric, float(gap_values(metric, per_group)[0]), gap_values(metric, boot)
+    for metric in METRICS:
+        worst = np.nanmin if metric in HIGHER_IS_BETTER else np.nanmax
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a row where no group defines it
+            yield f"worst_{metric}", float(worst(per_group[metric], 1)[0]), worst(boot[metric], 1)
+        yield f"gap_{metric}", float(spread(per_group[metric])[0]), spread(boot[metric])
 
 
 def _gap_interval(gap: float, replicates: np.ndarray) -> tuple[float, float]:
@@ -452,33 +549,32 @@ def report(
     Args:
         predictions: the predictions table (``y_true``, ``score_<class>``, group columns).
         groups: protected attributes; pairs of them are reported as intersections too.
-        thresholds: decision threshold(s) chosen on validation data (``choose_threshold``);
-            per class for one-vs-rest, or one number for a binary task. None: 0.5.
+        thresholds: decision threshold(s) chosen on validation data (``choose_threshold``):
+            one number for every class, or a dict by class name. None: 0.5.
         positive: for a binary task, the positive class. None with more than two classes:
             one-vs-rest for every class, then macro averages (class "macro").
         n_boot: bootstrap replicates (patients resampled).
         seed: seed of the bootstrap.
         intersections: also report every pair of attributes.
 
-    Rows without a value of an attribute form the group ``unknown`` (with a warning); what no
-    report can read (see ``checked_labels``) and a negative ``n_boot`` are refused.
+    Rows without a value of an attribute form the group ``unknown`` (with a warning); a rate a
+    group cannot define (recall without positives) is NaN, left out of the gaps, and named in
+    ``Report.undefined``. What no report can read (see ``checked_labels``), thresholds of
+    classes that are not scored or outside [0, 1], and a negative ``n_boot`` are refused.
     """
     classes, _ = checked_labels(predictions)
     if positive is not None or len(classes) == 2:
         positive = positive or classes[1]
-        threshold = (
-            thresholds
-            if isinstance(thresholds, float | int)
-            else (thresholds or {}).get(positive, 0.5)
-        )
+        class_index(predictions, positive)
+        threshold = checked_thresholds(thresholds, classes, used=[positive])[positive]
         return binary_report(
-            predictions, groups=groups, positive=positive, threshold=float(threshold),
+            predictions, groups=groups, positive=positive, threshold=threshold,
             n_boot=n_boot, seed=seed, intersections=intersections,
         )  # fmt: skip
-    thresholds = thresholds or {}
+    chosen = checked_thresholds(thresholds, classes, used=classes)
     parts = [
         binary_report(
-            predictions, groups=groups, positive=c, threshold=thresholds.get(c, 0.5),
+            predictions, groups=groups, positive=c, threshold=chosen[c],
             n_boot=n_boot, seed=seed, intersections=intersections,
         )
         for c in classes
@@ -486,32 +582,82 @@ def report(
     return _macro(parts, classes)
 
 
+def _macro_rows(table: pd.DataFrame, keys: list[str], replicates: dict, *, per_group: bool):
+    """The macro average of one-vs-rest rows, with intervals from the averaged replicates.
+
+    Returns the macro rows and the ``undefined`` rows of those that average over some classes
+    only, or over none, or have no interval.
+    """
+    rows, undefined = [], []
+    for key, part in table.groupby(keys, sort=False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            value = float(np.nanmean(part["value"])) if part["value"].notna().any() else np.nan
+        metric = key[-1]
+        lo, hi = centred_interval(value, replicates[key])
+        if per_group:
+            lo, hi = max(lo, 0.0), min(hi, 1.0)  # an average of rates stays in [0, 1]
+        elif not metric.startswith("worst_"):
+            lo = max(lo, 0.0)
+        rows.append(
+            (*key, value, lo, hi, *part["n"].iloc[:1]) if per_group else (*key, value, lo, hi)
+        )
+        where = (*key[:-1], key[-1]) if per_group else (key[0], "all", metric)
+        lacking = part.loc[part["value"].isna(), "cls"].tolist()
+        if np.isnan(value):
+            undefined.append((*where, "undefined for every class"))
+        elif lacking:
+            undefined.append((*where, f"averaged over the classes that define it (not {lacking})"))
+        if not np.isnan(value) and np.isnan(lo):
+            undefined.append((*where, "no bootstrap replicate defines it"))
+    return rows, undefined
+
+
 def _macro(parts: list[Report], classes: list[str]) -> Report:
     """One-vs-rest reports joined, plus their macro average (class ``macro``)."""
     by_group = pd.concat([r.by_group.assign(cls=c) for r, c in zip(parts, classes, strict=True)])
     gaps = pd.concat([r.gaps.assign(cls=c) for r, c in zip(parts, classes, strict=True)])
-    keys = ["attribute", "group", "metric"]
-    macro_groups = (
-        by_group.groupby(keys, sort=False)[["value", "lo", "hi", "n"]].mean().reset_index()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a replicate no class defines
+        replicates = {
+            k: np.nanmean([r.replicates[k] for r in parts], axis=0) for k in parts[0].replicates
+        }
+    group_rows, group_undefined = _macro_rows(
+        by_group, ["attribute", "group", "metric"], replicates, per_group=True
     )
-    replicates = {
-        k: np.nanmean([r.replicates[k] for r in parts], axis=0) for k in parts[0].replicates
-    }
-    macro_gaps = gaps.groupby(["attribute", "metric"], sort=False)["value"].mean().reset_index()
-    bounds = [
-        centred_interval(v, replicates[(a, m)])
-        for a, m, v in zip(
-            macro_gaps["attribute"], macro_gaps["metric"], macro_gaps["value"], strict=True
-        )
-    ]
-    macro_gaps[["lo", "hi"]] = bounds
+    gap_rows, gap_undefined = _macro_rows(
+        gaps, ["attribute", "metric"], replicates, per_group=False
+    )
+    undefined = pd.concat(
+        [
+            *(r.undefined.assign(cls=c) for r, c in zip(parts, classes, strict=True)),
+            pd.DataFrame(group_undefined + gap_undefined, columns=UNDEFINED).assign(cls="macro"),
+        ],
+        ignore_index=True,
+    )
     return Report(
-        pd.concat([by_group, macro_groups.assign(cls="macro")], ignore_index=True),
-        pd.concat([gaps, macro_gaps.assign(cls="macro")], ignore_index=True),
+        pd.concat(
+            [by_group, pd.DataFrame(group_rows, columns=by_group.columns[:-1]).assign(cls="macro")],
+            ignore_index=True,
+        ),
+        pd.concat(
+            [gaps, pd.DataFrame(gap_rows, columns=gaps.columns[:-1]).assign(cls="macro")],
+            ignore_index=True,
+        ),
         replicates,
         None,
         parts[0].sample,
+        undefined,
     )
+
+
+def lower_group(values: pd.Series, *, digits: int = 3) -> str | None:
+    """The group with the lower value, or None when the values agree to ``digits`` decimals.
+
+    For prose: a difference that rounds to zero at the precision shown is a tie, not a gap.
+    """
+    rounded = values.round(digits)
+    return None if rounded.max() == rounded.min() else str(rounded.idxmin())
 
 
 def group_metrics(predictions: pd.DataFrame, *, sensitive_features: str) -> MetricFrame:

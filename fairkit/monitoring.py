@@ -22,6 +22,8 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 
+from fairkit import fairness
+
 METRICS = ("accuracy", "roc_auc", "f1")  # NannyML's names; all estimated by CBPE
 TABLE_COLUMNS = [
     "group",
@@ -142,14 +144,10 @@ def _check_table(
         raise ValueError(
             f"{name}: batch column {batch_column!r} is missing in {int(batches.isna().sum())} rows"
         )
-    labels = table["y_true"]
-    known = labels.isin([0, 1]) & (not pd.api.types.is_bool_dtype(labels))  # True is no code
-    if not known.all():
-        found = sorted({repr(v) for v in labels[~known].unique()})[:5]
-        raise ValueError(
-            f"{name}: y_true must be the class codes 0 or 1; {int((~known).sum())} rows hold "
-            f"{', '.join(found)}"
-        )
+    try:
+        fairness.checked_labels(table)
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{name}: {error}") from None
     if table[attribute].isna().any():
         raise ValueError(
             f"{name}: attribute {attribute!r} is missing in {int(table[attribute].isna().sum())} "
@@ -158,13 +156,13 @@ def _check_table(
     return classes
 
 
-def _frame(table: pd.DataFrame, *, positive: str, code: int, threshold: float) -> pd.DataFrame:
+def _frame(table: pd.DataFrame, *, positive: str, threshold: float) -> pd.DataFrame:
     """The columns NannyML reads: score, decision, binary label and a day per batch."""
     return pd.DataFrame(
         {
             "score": table[f"score_{positive}"].to_numpy(dtype=float),
             _DECISION: (table[f"score_{positive}"].to_numpy(dtype=float) >= threshold).astype(int),
-            _LABEL: (table["y_true"].to_numpy() == code).astype(int),
+            _LABEL: fairness.binary_labels(table, positive),
             _TIME: _START + pd.to_timedelta(table["_batch"].to_numpy(), unit="D"),
         }
     )
@@ -288,9 +286,8 @@ def monitor(
     if stream_classes != classes:
         raise ValueError(
             f"the reference scores the classes {classes} but the stream {stream_classes}; "
-            "y_true's codes follow that order, so both must match"
+            "a code in y_true names a class by its place, so both must match"
         )
-    code = classes.index(positive)  # y_true codes follow the order of the score columns
     unseen = sorted(set(stream[attribute]) - set(reference[attribute]), key=str)
     if unseen:
         raise ValueError(
@@ -305,7 +302,6 @@ def monitor(
         return _frame(
             table.assign(_batch=table[batch_column]),
             positive=positive,
-            code=code,
             threshold=threshold,
         )
 

@@ -102,14 +102,18 @@ run.save_figure(
 from IPython.display import Markdown
 
 gap = frame.difference()["macro_recall"]
-lower = frame.by_group["macro_recall"].idxmin()
+lower = fairness.lower_group(frame.by_group["macro_recall"], digits=3)
 Markdown(
     f"Overall accuracy is **{frame.overall['accuracy']:.3f}**. Macro recall is "
     f"**{frame.by_group.loc['light', 'macro_recall']:.3f}** on light and "
-    f"**{frame.by_group.loc['dark', 'macro_recall']:.3f}** on dark skin: a gap of "
-    f"**{gap:.3f}**, lower for the *{lower}* group in this run, with dark skin at "
-    f"{dark_fraction:.0%} of training. One seed and no interval, so no verdict yet: chapter 2 "
-    "adds intervals, and the chapters after it pool seeds."
+    f"**{frame.by_group.loc['dark', 'macro_recall']:.3f}** on dark skin: "
+    + (
+        f"a gap of **{gap:.3f}**, lower for the *{lower}* group"
+        if lower
+        else "equal to three decimals"
+    )
+    + f" in this run, with dark skin at {dark_fraction:.0%} of training. One seed and no "
+    "interval, so no verdict yet: chapter 2 adds intervals, and the chapters after it pool seeds."
 )
 
 # %% [markdown]

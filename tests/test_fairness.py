@@ -112,7 +112,10 @@ def test_intersections_are_reported():
 def test_single_class_group_warns_and_gives_nan():
     table = predictions(300, 4)
     table.loc[table["sex"] == "M", "y_true"] = 0
-    with pytest.warns(fairness.GroupWarning, match="sex='M' has only class 0"):
+    with pytest.warns(
+        fairness.GroupWarning,
+        match=r"sex='M': no positives among its \d+ samples \('pos' is positive\)",
+    ):
         rep = fairness.report(table, groups=["sex"], thresholds=0.5, n_boot=10, intersections=False)
     assert np.isnan(rep.value("recall", group="M")) and np.isnan(rep.value("auroc", group="M"))
     assert not np.isnan(rep.value("recall", group="F"))
@@ -384,3 +387,152 @@ def test_decisions_that_are_not_zero_or_one_are_refused(bad):
     table.loc[3, "decision"] = bad
     with pytest.raises(ValueError, match="decision: 1 of 40 values are not 0 or 1"):
         _report_of(table)
+
+
+# --------------------------------------------------------------------------- undefined stays undefined
+
+
+def _with_tiny_negative_group(seed=30):
+    """Two groups of 300 and a third of 3 images, all negative: its TPR and FNR are undefined."""
+    table = predictions(600, seed)
+    tiny = predictions(3, seed + 1).assign(y_true=0, sex="X", patient_id=[1000, 1001, 1002])
+    return pd.concat([table, tiny], ignore_index=True)
+
+
+def test_a_group_without_positives_is_left_out_of_every_gap_that_needs_positives():
+    table = _with_tiny_negative_group()
+    with pytest.warns(fairness.GroupWarning, match=r"sex='X'.*no positives"):
+        rep = fairness.report(table, groups=["sex"], thresholds=0.5, n_boot=200,
+                              intersections=False)  # fmt: skip
+    kept = table[table["sex"] != "X"]
+    p = (kept["score_pos"] >= 0.5).astype(int)
+    expected = equal_opportunity_difference(kept["y_true"], p, sensitive_features=kept["sex"])
+    assert rep.value("equal_opportunity", attribute="sex") == pytest.approx(expected)
+    assert rep.value("gap_fnr", attribute="sex") == pytest.approx(
+        rep.value("gap_recall", attribute="sex")
+    )
+    for metric in ("recall", "fnr", "auroc"):
+        assert np.isnan(rep.value(metric, group="X"))
+    assert rep.value("fpr", group="X") == pytest.approx((table["score_pos"][600:] >= 0.5).mean())
+    left_out = rep.undefined.query("group == 'X'")
+    assert {"recall", "fnr", "auroc", "equal_opportunity", "gap_fnr"} <= set(left_out["metric"])
+    assert left_out["reason"].str.contains("no positives").all()
+    eo = rep.gaps.query("metric == 'equal_opportunity'").iloc[0]
+    assert eo["lo"] <= eo["value"] <= eo["hi"] and eo["hi"] < 0.5
+
+
+def test_a_gap_over_fewer_than_two_defined_groups_is_undefined():
+    table = predictions(300, 31)
+    table.loc[table["sex"] == "M", "y_true"] = 0
+    with pytest.warns(fairness.GroupWarning):
+        rep = fairness.report(table, groups=["sex"], thresholds=0.5, n_boot=50,
+                              intersections=False)  # fmt: skip
+    for metric in ("equal_opportunity", "gap_recall", "equalized_odds"):
+        assert np.isnan(rep.value(metric, attribute="sex")), metric
+    assert (
+        "fewer than two groups"
+        in rep.undefined.query("metric == 'gap_recall' and group == 'all'")["reason"].iloc[0]
+    )
+    assert rep.value("gap_fpr", attribute="sex") >= 0
+
+
+def test_score_columns_are_read_by_their_class_name_not_their_place():
+    table = predictions(400, 32)
+    swapped = table[["y_true", "sex", "patient_id"]].assign(
+        score_1=table["score_pos"], score_0=table["score_neg"]
+    )
+    rep = fairness.report(swapped, groups=["sex"], thresholds=0.5, n_boot=0, intersections=False)
+    for group in ("F", "M"):
+        rows = table["sex"] == group
+        expected = roc_auc_score(table["y_true"][rows], table["score_pos"][rows])
+        assert rep.value("auroc", group=group) == pytest.approx(expected)
+    assert fairness.choose_threshold(swapped, positive="1") == fairness.choose_threshold(
+        table, positive="pos"
+    )
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        ({"postive": 0.3}, r"thresholds name classes that are not scored: \['postive'\]"),
+        ({"neg": 0.3}, r"no threshold for the positive class 'pos'"),
+        (float("nan"), r"threshold.*must be a number in \[0, 1\]; got nan"),
+        (1.5, r"threshold.*must be a number in \[0, 1\]; got 1.5"),
+        ("0.3", r"thresholds must be a number or a dict.*got '0.3'"),
+        ({"pos": "0.3"}, r"threshold of class 'pos' must be a number in \[0, 1\]; got '0.3'"),
+        (True, r"thresholds must be a number or a dict.*got True"),
+    ],
+)
+def test_thresholds_for_unknown_classes_or_outside_the_unit_interval_are_refused(
+    thresholds, message
+):
+    with pytest.raises(ValueError, match=message):
+        fairness.report(predictions(100, 33), groups=["sex"], thresholds=thresholds, n_boot=0)
+
+
+def test_multiclass_thresholds_must_name_known_classes():
+    table = predictions(200, 34).drop(columns=["score_neg", "score_pos"])
+    table = table.assign(y_true=np.arange(200) % 3, score_a=0.2, score_b=0.3, score_c=0.5)
+    with pytest.raises(ValueError, match=r"not scored: \['d'\]"):
+        fairness.report(table, groups=["sex"], thresholds={"a": 0.5, "d": 0.5}, n_boot=0)
+
+
+def _random_table(data, n_classes):
+    """Random predictions with groups of any size, some lacking a class, patients of 1-3 images."""
+    n = data.draw(st.integers(6, 120), label="n")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    rng = np.random.default_rng(seed)
+    sizes = rng.multinomial(n, rng.dirichlet(np.ones(3) * 0.5))
+    groups = np.repeat(["a", "b", "c"], sizes)
+    y = rng.integers(0, n_classes, n)
+    for group in data.draw(st.sets(st.sampled_from("abc"), max_size=2), label="single class"):
+        y[groups == group] = rng.integers(0, n_classes)
+    probs = rng.dirichlet(np.ones(n_classes), n)
+    table = pd.DataFrame({"y_true": y, "g": groups, "patient_id": rng.integers(0, n, n)})
+    for k in range(n_classes):
+        table[f"score_c{k}"] = probs[:, k]
+    return table
+
+
+def _needs(metric: str, y: np.ndarray, pred: np.ndarray) -> bool:
+    """Whether a binary rate is defined on these labels and decisions (its denominator > 0)."""
+    positives, negatives, chosen = (y == 1).sum(), (y == 0).sum(), (pred == 1).sum()
+    return {
+        "recall": positives > 0, "fnr": positives > 0, "fpr": negatives > 0,
+        "auroc": positives > 0 and negatives > 0, "precision": chosen > 0,
+        "f1": positives + chosen > 0,
+    }.get(metric, True)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n_classes=st.sampled_from([2, 3]))
+def test_every_statistic_has_an_interval_around_it_or_a_reason_it_has_none(data, n_classes):
+    table = _random_table(data, n_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = fairness.report(table, groups=["g"], n_boot=30, seed=1)
+    reasons = set(zip(rep.undefined["group"], rep.undefined["metric"], strict=True))
+    for frame, group in ((rep.by_group, rep.by_group.get("group")), (rep.gaps, None)):
+        groups = group if group is not None else pd.Series("all", index=frame.index)
+        for (value, lo, hi), name, metric in zip(
+            frame[["value", "lo", "hi"]].to_numpy(float), groups, frame["metric"], strict=True
+        ):
+            if np.isnan(value) or np.isnan(lo) or np.isnan(hi):
+                assert (str(name), metric) in reasons, (name, metric, value, lo, hi)
+            else:
+                assert lo - 1e-9 <= value <= hi + 1e-9, (name, metric, value, lo, hi)
+    binary = rep.by_group if n_classes == 2 else rep.by_group[rep.by_group["cls"] != "macro"]
+    classes = [c.removeprefix("score_") for c in table if c.startswith("score_")]
+    for row in binary.itertuples():
+        positive = classes[1] if n_classes == 2 else row.cls
+        code = classes.index(positive)
+        rows = table["g"] == row.group
+        y = (table["y_true"][rows] == code).to_numpy().astype(int)
+        pred = (table[f"score_{positive}"][rows] >= 0.5).to_numpy().astype(int)
+        if not _needs(row.metric, y, pred):
+            assert np.isnan(row.value), (row.group, row.metric, row.value)
+
+
+def test_a_tie_is_not_called_a_gap():
+    assert fairness.lower_group(pd.Series({"light": 0.8124, "dark": 0.8121}), digits=3) is None
+    assert fairness.lower_group(pd.Series({"light": 0.81, "dark": 0.79}), digits=3) == "dark"

@@ -18,23 +18,24 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
-from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
 from fairkit import seeds
 from fairkit.data import Cohort, as_tensor
-from fairkit.io import write_atomic
 from fairkit.training.engine import (
+    LAST,
     RESUME,
+    checkpoint_error,
     last_checkpoint,
+    load_checkpoint,
     make_accelerator,
-    read_checkpoint,
     resume,
     run_identity,
     save_training_state,
     warmup_cosine,
+    write_checkpoint,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 SAMPLING = ("uniform", "group_balanced")
 OBJECTIVES = ("erm", "groupdro")
 SELECTION = ("overall", "worst_group", "per_head")
+BEST = "best.safetensors"
+"""Where a checkpointed fit keeps its best epoch's weights, beside ``engine.LAST``."""
 
 PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Model output and labels (B,) to per-sample losses, (B,) or (B, heads)."""
@@ -273,8 +276,11 @@ def fit(
         The model at its best epoch (eval mode), the history and that epoch.
 
     Raises:
-        ValueError: when ``config.checkpoint_dir`` holds a checkpoint of another run (other
-            settings, model or data) and ``config.resume`` is not ``"overwrite"``.
+        ValueError: when ``config.checkpoint_dir`` holds a checkpoint (last or best weights) of
+            another run (other settings, model or data), a corrupt one, or best weights of
+            another epoch than the last checkpoint keeps, and ``config.resume`` is not
+            ``"overwrite"``.
+        NotADirectoryError: before training, when ``config.checkpoint_dir`` is a file.
     """
     _check_heads_can_be_selected(model, val, config)
     torch.manual_seed(seeds.stream(config.seed, "classifier training"))
@@ -320,8 +326,12 @@ def fit(
         if state["stopped"]:
             logger.info("%s: %s; nothing left to train", last, state["stopped"])
     dro_q = torch.tensor(state["dro_q"])
-    best_path = Path(config.checkpoint_dir) / "best.safetensors" if last is not None else None
-    best_weights = _resumed_best_weights(best_path, resumed=restored is not None)
+    best_path = last.with_name(BEST) if last is not None else None
+    best_weights = None
+    if best_path is not None and restored is not None:
+        best_weights = _resumed_best_weights(best_path, identity, state)
+    elif best_path is not None and accelerator.is_main_process:
+        _discard_best_weights(best_path, identity, config.resume)
 
     bar = tqdm(
         total=total_steps,
@@ -378,8 +388,8 @@ def fit(
                 if best_weights is None or key.startswith(tuple(parts[k] for k in improved))
             }
             if best_path is not None and accelerator.is_main_process:
-                write_atomic(
-                    best_path, lambda tmp, weights=best_weights: save_file(weights, str(tmp))
+                write_checkpoint(
+                    best_path, best_weights, identity=identity, metadata={"epoch": str(epoch)}
                 )
         else:
             state["bad_epochs"] += 1
@@ -421,14 +431,32 @@ def _run_identity(model, train, val, weights, loss, config) -> dict[str, str]:
     )
 
 
-def _resumed_best_weights(path: Path | None, *, resumed: bool) -> dict[str, torch.Tensor] | None:
-    """The kept weights of a resumed run; a fresh start deletes any left by another start."""
-    if path is None or not path.exists():
-        return None
-    if not resumed:
-        path.unlink(missing_ok=True)  # each process of a sharded run may try
-        return None
-    return read_checkpoint(path)[0]
+def _resumed_best_weights(
+    path: Path, identity: dict[str, str], state: dict
+) -> dict[str, torch.Tensor] | None:
+    """The kept weights of a resumed run: this run's, of the epoch its last checkpoint keeps.
+
+    A kill between an epoch's two saves leaves them one epoch ahead of ``LAST``; that epoch is
+    trained again and keeps the same weights.
+    """
+    best = state["best_epoch"]
+    if not path.exists():
+        if best < 0:
+            return None
+        raise checkpoint_error(path, f"is missing, but {LAST} keeps epoch {best} as the best")
+    tensors, metadata = load_checkpoint(path, identity)
+    if int(metadata["epoch"]) not in (best, state["epoch"] + 1):
+        raise checkpoint_error(
+            path, f"holds epoch {metadata['epoch']}'s weights, but {LAST} keeps epoch {best}"
+        )
+    return tensors
+
+
+def _discard_best_weights(path: Path, identity: dict[str, str], mode: str) -> None:
+    """Delete the best weights a fresh start finds; under ``resume="check"``, only this run's."""
+    if path.exists() and mode == "check":
+        load_checkpoint(path, identity)
+    path.unlink(missing_ok=True)
 
 
 def fit_attribute(

@@ -9,7 +9,9 @@ to come) is written out in its own module and takes from here:
   model, optimizer and schedule in one safetensors file, plus what the loop adds (EMA weights,
   random state as tensors; its counters and history as JSON metadata);
 - ``run_identity``: what fixes the run's numbers (settings, model, data), stored with each
-  checkpoint; ``resume`` refuses a checkpoint of another run unless told to overwrite it.
+  checkpoint; ``resume`` refuses a checkpoint of another run unless told to overwrite it;
+- ``write_checkpoint`` and ``load_checkpoint``: the one place that signs a checkpoint file
+  (identity, name and a SHA-256 of its contents) and checks it, for every file a resume reads.
 
 A run resumed from its last checkpoint ends with the same weights as an uninterrupted one.
 """
@@ -40,6 +42,8 @@ from fairkit.io import write_atomic
 logger = logging.getLogger(__name__)
 
 LAST = "last.safetensors"
+CONTENT_HASH = "content_sha256"
+"""The metadata key of a checkpoint's SHA-256 over its tensors and other metadata."""
 RESUME = ("check", "overwrite")
 """A config's ``resume``: refuse a checkpoint of another run, or discard it and start afresh."""
 NOT_IDENTITY = ("device", "progress", "checkpoint_dir", "checkpoint_every", "resume")
@@ -164,11 +168,11 @@ def check_identity(path: Path, metadata: dict[str, str], identity: dict[str, str
     Raises:
         ValueError: naming each field that differs (stored and now) and the folder to delete.
     """
-    way_out = f"delete {path.parent} or pass resume='overwrite' to start afresh"
     if "identity" not in metadata:
-        raise ValueError(
-            f"checkpoint {path} predates identity checks: it does not say which run wrote it, "
-            f"so it cannot be resumed safely; {way_out}"
+        raise checkpoint_error(
+            path,
+            "predates identity checks: it does not say which run wrote it, so it cannot be "
+            "resumed safely",
         )
     stored = json.loads(metadata["identity"])
     differ = sorted(k for k in stored.keys() | identity.keys() if stored.get(k) != identity.get(k))
@@ -177,15 +181,37 @@ def check_identity(path: Path, metadata: dict[str, str], identity: dict[str, str
             f"{k}: stored {stored.get(k, '(absent)')}, now {identity.get(k, '(absent)')}"
             for k in differ
         )
-        raise ValueError(f"checkpoint {path} belongs to another run ({changes}); {way_out}")
+        raise checkpoint_error(path, f"belongs to another run ({changes})")
+
+
+def checkpoint_error(path: Path, problem: str) -> ValueError:
+    """A refusal of checkpoint ``path`` for ``problem``, with the way out: start afresh."""
+    return ValueError(
+        f"checkpoint {path} {problem}; delete {path.parent} or pass resume='overwrite' to start "
+        "afresh"
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
 def last_checkpoint(checkpoint_dir: str | Path | None) -> Path | None:
-    """Where a loop keeps its latest state in ``checkpoint_dir``; None when it keeps none."""
-    return Path(checkpoint_dir) / LAST if checkpoint_dir else None
+    """Where a loop keeps its latest state in ``checkpoint_dir``; None when it keeps none.
+
+    Raises:
+        NotADirectoryError: before any training, when ``checkpoint_dir`` or a folder above it
+            is a file, where the first checkpoint would fail.
+    """
+    if not checkpoint_dir:
+        return None
+    folder = Path(checkpoint_dir)
+    taken = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if taken is not None:
+        raise NotADirectoryError(
+            f"checkpoint_dir {folder}: expected a folder (or a path to make one), but {taken} "
+            "is a file"
+        )
+    return folder / LAST
 
 
 def save_training_state(
@@ -215,33 +241,79 @@ def save_training_state(
         for key, value in values.items():
             out[f"optim.{idx}.{key}"] = torch.as_tensor(value).cpu().contiguous()
     out.update(tensors or {})
-    identity_json = json.dumps(identity, sort_keys=True)
     meta = {
         "param_groups": json.dumps(opt["param_groups"]),
         "scheduler": json.dumps(scheduler.state_dict()),
-        "identity": identity_json,
-        "identity_hash": _sha1(identity_json),
         **(metadata or {}),
     }
-    write_atomic(path, lambda tmp: save_file(out, str(tmp), metadata=meta))
+    write_checkpoint(path, out, identity=identity, metadata=meta)
+
+
+def write_checkpoint(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    *,
+    identity: dict[str, str],
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Tensors and metadata in a safetensors file, written atomically and signed for loading.
+
+    The signature is the run's identity, the file's name and a SHA-256 of everything else.
+    """
+    meta = {**(metadata or {}), "identity": json.dumps(identity, sort_keys=True), "file": path.name}
+    meta[CONTENT_HASH] = _content_hash(tensors, meta)
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def load_checkpoint(
+    path: Path, identity: dict[str, str]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A checkpoint of this run that ``write_checkpoint`` wrote under this name; else refused.
+
+    Raises:
+        ValueError: naming the file when it is corrupt, unsigned, renamed or another run's.
+    """
+    tensors, metadata = read_checkpoint(path)
+    if metadata.get("file") != path.name:
+        raise checkpoint_error(path, f"was written as {metadata.get('file')}, not {path.name}")
+    check_identity(path, metadata, identity)
+    return tensors, metadata
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """A checkpoint's tensors and metadata; a truncated or corrupt file is one clear error.
+    """A checkpoint's tensors and metadata, checked against its content hash.
 
     Raises:
-        ValueError: naming the file and what to do, in place of safetensors' trace.
+        ValueError: naming the file and what to do when it is truncated, corrupt or carries no
+            hash (older than checksums), in place of safetensors' trace.
     """
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError) as error:
-        raise ValueError(
-            f"checkpoint {path} is truncated or corrupt ({error}); delete {path.parent} or pass "
-            "resume='overwrite' to start afresh"
-        ) from None
+        raise checkpoint_error(path, f"is truncated or corrupt ({error})") from None
+    if CONTENT_HASH not in metadata:
+        raise checkpoint_error(
+            path,
+            "carries no content hash: it predates checksums (or fairkit did not write it), so "
+            "it cannot be checked",
+        )
+    if metadata[CONTENT_HASH] != _content_hash(tensors, metadata):
+        raise checkpoint_error(path, "is corrupt: its contents do not match their SHA-256")
     return tensors, metadata
+
+
+def _content_hash(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 of the tensors (name, dtype, shape, bytes) and metadata, in sorted order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    rest = {k: v for k, v in metadata.items() if k != CONTENT_HASH}
+    digest.update(json.dumps(rest, sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 def load_training_state(
@@ -302,7 +374,6 @@ def resume(
         logger.info("resume='overwrite': deleting %s and starting afresh", path)
         path.unlink(missing_ok=True)
         return None
-    tensors, metadata = read_checkpoint(path)
-    check_identity(path, metadata, identity)
+    tensors, metadata = load_checkpoint(path, identity)
     _restore(tensors, metadata, model, optimizer, scheduler)
     return tensors, metadata

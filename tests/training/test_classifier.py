@@ -4,6 +4,7 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from fairkit.data import synth
 from fairkit.models import GroupSpecific
@@ -259,14 +260,8 @@ def test_an_early_stop_stays_stopped_when_run_again(
     stopped = fit(model(), cohorts["train"], config=checkpointed(None, epochs=5, patience=1))
     assert stopped.history["epoch"].tolist() == [0, 1] and stopped.best_epoch == 0
     config = checkpointed(tmp_path, epochs=5, patience=1)
-    real_save = classifier.save_training_state
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        if killed_after_the_last_save and json.loads(kwargs["metadata"]["state"])["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(classifier, "save_training_state", save_then_die)
+    if killed_after_the_last_save:
+        killed_after_saving_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt) if killed_after_the_last_save else nullcontext():
         fit(model(), cohorts["train"], config=config)
     net, forwards = model(), []
@@ -284,3 +279,138 @@ def test_a_truncated_checkpoint_names_the_file_and_the_way_out(cohorts, tmp_path
     with pytest.raises(ValueError, match="truncated or corrupt") as refused:
         fit(model(), cohorts["train"], config=checkpointed(tmp_path), val=cohorts["val"])
     assert str(last) in str(refused.value) and "resume='overwrite'" in str(refused.value)
+
+
+def flip_tensor_bytes(path):
+    """Flip bytes in the tensor data of a safetensors file (past its 8-byte length and header)."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    for offset in (0, 5, 9, 40):
+        data[start + offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["best.safetensors", "last.safetensors"])
+def test_flipped_bytes_in_a_checkpoint_are_refused_by_name(cohorts, tmp_path, name):
+    fit(model(), cohorts["train"], config=checkpointed(tmp_path), val=cohorts["val"])
+    flip_tensor_bytes(tmp_path / name)
+    with pytest.raises(ValueError, match="is corrupt") as refused:
+        fit(model(), cohorts["train"], config=checkpointed(tmp_path), val=cohorts["val"])
+    assert str(tmp_path / name) in str(refused.value) and f"delete {tmp_path}" in str(refused.value)
+
+
+def test_another_seeds_best_weights_beside_this_runs_last_are_refused(cohorts, tmp_path):
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    fit(model(), cohorts["train"], config=checkpointed(mine), val=cohorts["val"])
+    fit(model(), cohorts["train"], config=checkpointed(other, seed=1), val=cohorts["val"])
+    (other / "best.safetensors").replace(mine / "best.safetensors")
+    with pytest.raises(ValueError, match="another run") as refused:
+        fit(model(), cohorts["train"], config=checkpointed(mine), val=cohorts["val"])
+    message = str(refused.value)
+    assert str(mine / "best.safetensors") in message and "seed: stored 1, now 0" in message
+
+
+def test_best_weights_without_a_hash_are_refused(cohorts, tmp_path):
+    fit(model(), cohorts["train"], config=checkpointed(tmp_path), val=cohorts["val"])
+    best = tmp_path / "best.safetensors"
+    save_file(load_file(str(best)), str(best))  # as written before checksums and identities
+    with pytest.raises(ValueError, match="no content hash") as refused:
+        fit(model(), cohorts["train"], config=checkpointed(tmp_path), val=cohorts["val"])
+    assert str(best) in str(refused.value)
+
+
+def scripted(monkeypatch, script):
+    """Validation scores read from ``script`` by epoch, in place of the real ones."""
+    monkeypatch.setattr(classifier, "_selection_scores", lambda *args: np.array([script[args[-1]]]))
+
+
+def killed_after_saving_epoch(monkeypatch, killed):
+    """Make ``save_training_state`` raise KeyboardInterrupt once it has saved epoch ``killed``."""
+    real_save = classifier.save_training_state
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        if json.loads(kwargs["metadata"]["state"])["epoch"] == killed:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(classifier, "save_training_state", save_then_die)
+    return real_save
+
+
+def test_best_weights_of_another_epoch_than_last_keeps_are_refused(cohorts, tmp_path, monkeypatch):
+    scripted(monkeypatch, [0.5, 0.9, 0.4])  # best at epoch 1
+    config = checkpointed(tmp_path, epochs=3)
+    real_save = killed_after_saving_epoch(monkeypatch, 0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), cohorts["train"], config=config)
+    best = tmp_path / "best.safetensors"
+    epoch_zero = best.read_bytes()
+    monkeypatch.setattr(classifier, "save_training_state", real_save)
+    assert fit(model(), cohorts["train"], config=config).best_epoch == 1
+    best.write_bytes(epoch_zero)
+    with pytest.raises(ValueError, match="epoch 0.*epoch 1") as refused:
+        fit(model(), cohorts["train"], config=config)
+    assert str(best) in str(refused.value)
+    best.unlink()
+    with pytest.raises(ValueError, match="missing") as refused:
+        fit(model(), cohorts["train"], config=config)
+    assert str(best) in str(refused.value)
+
+
+def test_a_kill_between_the_best_and_the_last_save_resumes_to_the_same_weights(
+    cohorts, tmp_path, monkeypatch
+):
+    scripted(monkeypatch, [0.5, 0.9, 0.95])  # each epoch better: best is written before last
+    whole = fit(model(), cohorts["train"], config=checkpointed(None, epochs=3))
+    config = checkpointed(tmp_path, epochs=3)
+    real_save = classifier.save_training_state
+
+    def die_before_saving_epoch_one(*args, **kwargs):
+        if json.loads(kwargs["metadata"]["state"])["epoch"] == 1:
+            raise KeyboardInterrupt
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(classifier, "save_training_state", die_before_saving_epoch_one)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), cohorts["train"], config=config)
+    monkeypatch.setattr(classifier, "save_training_state", real_save)
+    resumed = fit(model(), cohorts["train"], config=config)
+    assert torch.equal(weights(resumed.model), weights(whole.model))
+    assert resumed.best_epoch == whole.best_epoch == 2
+
+
+def test_best_weights_without_a_last_checkpoint(cohorts, tmp_path, monkeypatch):
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    fresh = fit(model(), cohorts["train"], config=checkpointed(None), val=cohorts["val"])
+    fit(model(), cohorts["train"], config=checkpointed(other, seed=1), val=cohorts["val"])
+    mine.mkdir()
+    (other / "best.safetensors").replace(mine / "best.safetensors")
+    with pytest.raises(ValueError, match="another run") as refused:
+        fit(model(), cohorts["train"], config=checkpointed(mine), val=cohorts["val"])
+    assert str(mine / "best.safetensors") in str(refused.value)
+    overwritten = fit(
+        model(), cohorts["train"], config=checkpointed(mine, resume="overwrite"), val=cohorts["val"]
+    )
+    assert torch.equal(weights(overwritten.model), weights(fresh.model))
+    (mine / "last.safetensors").unlink()  # this run's own best, left by a kill before its last
+    again = fit(model(), cohorts["train"], config=checkpointed(mine), val=cohorts["val"])
+    assert torch.equal(weights(again.model), weights(fresh.model))
+
+
+def test_best_weights_saved_as_last_are_refused(cohorts, tmp_path):
+    fit(model(), cohorts["train"], config=checkpointed(tmp_path), val=cohorts["val"])
+    (tmp_path / "best.safetensors").replace(tmp_path / "last.safetensors")
+    with pytest.raises(ValueError, match="written as best.safetensors") as refused:
+        fit(model(), cohorts["train"], config=checkpointed(tmp_path), val=cohorts["val"])
+    assert str(tmp_path / "last.safetensors") in str(refused.value)
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(cohorts, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    net, forwards = model(), []
+    net.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    with pytest.raises(NotADirectoryError, match="expected a folder") as refused:
+        fit(net, cohorts["train"], config=checkpointed(taken), val=cohorts["val"])
+    assert str(taken) in str(refused.value) and "\n" not in str(refused.value)
+    assert forwards == []

@@ -61,3 +61,14 @@ def test_training_draws_timesteps_from_the_models_schedule(skin16, tiny_unet):
     config = DiffusionConfig(steps=8, batch_size=16, progress=False)
     train_diffusion(model, skin16, config=config)
     assert len(seen) == 8 and 40 <= max(seen) < 50
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(skin16, tiny_unet, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    model, forwards = tiny_unet(), []
+    model.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    config = DiffusionConfig(steps=2, batch_size=8, checkpoint_dir=str(taken), progress=False)
+    with pytest.raises(NotADirectoryError, match="expected a folder") as refused:
+        train_diffusion(model, skin16, config=config)
+    assert str(taken) in str(refused.value) and forwards == []

@@ -123,15 +123,10 @@ def test_resume_refuses_a_checkpoint_of_another_run_and_names_each_difference(tm
     assert "lr" not in message and str(tmp_path) in message and "resume='overwrite'" in message
 
 
-def test_resume_refuses_a_checkpoint_that_predates_identity_checks(tmp_path):
+def test_identity_checks_refuse_metadata_that_names_no_run(tmp_path):
     path = engine.last_checkpoint(tmp_path)
-    engine.save_training_state(path, *linear_run(), identity={"seed": "0"})
-    tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = {k: v for k, v in handle.metadata().items() if not k.startswith("identity")}
-    save_file(tensors, str(path), metadata=metadata)  # as written before identities were kept
     with pytest.raises(ValueError, match="predates identity checks") as refused:
-        engine.resume(path, *linear_run(), identity={"seed": "0"})
+        engine.check_identity(path, {"scheduler": "{}"}, {"seed": "0"})
     assert str(tmp_path) in str(refused.value)
 
 
@@ -153,3 +148,86 @@ def test_overwrite_discards_the_checkpoint_and_starts_afresh(tmp_path):
     assert not path.exists()
     with pytest.raises(ValueError, match="resume must be one of"):
         engine.resume(path, *fresh, identity={"seed": "1"}, mode="ignore")
+
+
+def flip_tensor_bytes(path, offsets=(0, 5, 9)):
+    """Flip bytes in the tensor data of a safetensors file (past its 8-byte length and header)."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    for offset in offsets:
+        data[start + offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_a_checkpoints_tensors_are_refused_as_corrupt(tmp_path):
+    path = engine.last_checkpoint(tmp_path)
+    engine.save_training_state(path, *linear_run(), identity={"seed": "0"})
+    flip_tensor_bytes(path)
+    with pytest.raises(ValueError, match="is corrupt") as refused:
+        engine.resume(path, *linear_run(), identity={"seed": "0"})
+    assert str(path) in str(refused.value) and f"delete {tmp_path}" in str(refused.value)
+
+
+def test_a_changed_metadata_value_is_refused_as_corrupt(tmp_path):
+    path = engine.last_checkpoint(tmp_path)
+    engine.save_training_state(path, *linear_run(), identity={"seed": "0"}, metadata={"n": "3"})
+    data = path.read_bytes()
+    assert data.count(b'"n":"3"') == 1
+    path.write_bytes(data.replace(b'"n":"3"', b'"n":"4"'))
+    with pytest.raises(ValueError, match="is corrupt") as refused:
+        engine.resume(path, *linear_run(), identity={"seed": "0"})
+    assert str(path) in str(refused.value)
+
+
+def test_a_checkpoint_without_a_content_hash_is_refused(tmp_path):
+    path = engine.last_checkpoint(tmp_path)
+    engine.save_training_state(path, *linear_run(), identity={"seed": "0"})
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = {k: v for k, v in handle.metadata().items() if "sha256" not in k}
+    save_file(tensors, str(path), metadata=metadata)  # identity, as written before checksums
+    with pytest.raises(ValueError, match="no content hash") as refused:
+        engine.resume(path, *linear_run(), identity={"seed": "0"})
+    assert str(path) in str(refused.value) and "resume='overwrite'" in str(refused.value)
+    save_file(tensors, str(path))  # nor identity: older still
+    with pytest.raises(ValueError, match="no content hash"):
+        engine.resume(path, *linear_run(), identity={"seed": "0"})
+
+
+def test_a_checkpoint_under_another_name_is_refused(tmp_path):
+    path = engine.last_checkpoint(tmp_path)
+    other = tmp_path / "best.safetensors"
+    engine.write_checkpoint(other, {"w": torch.ones(2)}, identity={"seed": "0"})
+    other.rename(path)
+    with pytest.raises(ValueError, match="written as best.safetensors") as refused:
+        engine.resume(path, *linear_run(), identity={"seed": "0"})
+    assert str(path) in str(refused.value)
+
+
+def test_load_checkpoint_checks_identity_and_content_in_one_place(tmp_path):
+    path = tmp_path / "best.safetensors"
+    engine.write_checkpoint(path, {"w": torch.arange(4.0)}, identity={"seed": "0"})
+    tensors, _ = engine.load_checkpoint(path, {"seed": "0"})
+    assert torch.equal(tensors["w"], torch.arange(4.0))
+    with pytest.raises(ValueError, match="another run.*seed: stored 0, now 1"):
+        engine.load_checkpoint(path, {"seed": "1"})
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not a safetensors file", (10**12).to_bytes(8, "little") + b"{}"]
+)
+def test_a_file_that_is_not_a_checkpoint_gives_one_clear_error(tmp_path, content):
+    path = engine.last_checkpoint(tmp_path)
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="truncated or corrupt") as refused:
+        engine.resume(path, *linear_run(), identity={"seed": "0"})
+    assert str(path) in str(refused.value)
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused(tmp_path):
+    file = tmp_path / "taken"
+    file.write_text("")
+    for where in (file, file / "below"):
+        with pytest.raises(NotADirectoryError, match="expected a folder") as refused:
+            engine.last_checkpoint(where)
+        assert str(where) in str(refused.value) and "\n" not in str(refused.value)
