@@ -22,6 +22,7 @@ from torch import nn
 from fairkit import seeds
 from fairkit.bootstrap import centred_interval, patient_weights
 from fairkit.data import Cohort, synth
+from fairkit.fairness import positive_scores
 from fairkit.models import diffusion
 from fairkit.training import predict
 from fairkit.verdicts import higher_is_better, verdict
@@ -165,6 +166,7 @@ def flip_rates(
     changed: Cohort,
     *,
     by: str,
+    positive: str,
     threshold: float,
     label_changed: np.ndarray | None = None,
     n_boot: int = 200,
@@ -172,13 +174,13 @@ def flip_rates(
 ) -> pd.DataFrame:
     """Counterfactual fairness audit: per group, how often the decision flips under ``do``.
 
-    Decisions are positive-class score >= ``threshold`` (chosen on validation data). With
+    Decisions are the score of class ``positive`` >= ``threshold`` (chosen on validation data). With
     ``label_changed`` (whether the intervention changed each image's true label, known for
     exact counterfactuals), flips are split: where the label changed a flip is the right answer;
     where it did not, a flip is counterfactually unfair. Intervals: centred bootstrap over images.
     """
-    before = _positive(predict(classifier, original)) >= threshold
-    after = _positive(predict(classifier, changed)) >= threshold
+    before = positive_scores(predict(classifier, original), positive) >= threshold
+    after = positive_scores(predict(classifier, changed), positive) >= threshold
     frame = pd.DataFrame(
         {
             by: original.meta[by].astype(str).to_numpy(),
@@ -193,11 +195,6 @@ def flip_rates(
         rows.append({by: group, "true_label": label, "flip_rate": rate, "lo": lo, "hi": hi,
                      "n": len(part)})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def _positive(table: pd.DataFrame) -> np.ndarray:
-    scores = [c for c in table if c.startswith("score_")]
-    return table[scores[-1]].to_numpy()
 
 
 # --------------------------------------------------------------------------- the chapter's study

@@ -375,6 +375,8 @@ def _known_or_unknown(values: pd.Series) -> pd.Series:
 
 def _attributes(predictions: pd.DataFrame, groups: list[str], intersections: bool):
     """Each attribute, then each pair as an intersection column 'a x b'."""
+    if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
+        raise TypeError(f"groups must be a list of column names; got {groups!r}")
     missing = [g for g in groups if g not in predictions]
     if missing:
         raise KeyError(f"predictions have no group column {missing}")
@@ -383,6 +385,22 @@ def _attributes(predictions: pd.DataFrame, groups: list[str], intersections: boo
         for a, b in combinations(groups, 2):
             columns[f"{a} x {b}"] = columns[a] + " & " + columns[b]
     return columns
+
+
+def _patients(predictions: pd.DataFrame, column: str) -> np.ndarray:
+    """Each row's patient, the unit the bootstrap resamples (each row its own without a column).
+
+    A missing id is refused: read as text, every NaN would become one patient named "nan".
+    """
+    if column not in predictions:
+        return np.arange(len(predictions))
+    missing = predictions[column].isna()
+    if missing.any():
+        raise ValueError(
+            f"{column}: {missing.sum()} of {len(predictions)} rows have no patient id (first at "
+            f"rows {list(predictions.index[missing][:5])}); give each image its patient"
+        )
+    return predictions[column].to_numpy()
 
 
 def _check_n_boot(n_boot) -> None:
@@ -450,11 +468,7 @@ def binary_report(
     s = positive_scores(predictions, positive)
     # Post-processing (e.g. fairlearn's ThresholdOptimizer) leaves its own decisions.
     p = given_decisions(predictions) if "decision" in predictions else (s >= threshold).astype(int)
-    patients = (
-        predictions[patient_column].to_numpy()
-        if patient_column in predictions
-        else np.arange(len(predictions))
-    )
+    patients = _patients(predictions, patient_column)
     # Row 0 has unit weights (the sample itself), so the arrays are never empty; dropped below.
     weights = np.vstack([np.ones(len(predictions)), patient_weights(patients, n_boot, seed)])
     no_interval = "n_boot=0: no bootstrap replicates" if n_boot == 0 else (

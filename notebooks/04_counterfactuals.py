@@ -43,10 +43,10 @@ run_samplers = None  # None: in full mode only (DDPM's 1,000 steps); quick shows
 run_round_trips = None  # reversibility and composition; None: full mode only, quick: the sweep's
 
 # %% [raw] tags=["parameter-rules", "remove-cell"]
-# n_eval: None or int >= 1
-# inversion_steps: >= 1
+# n_eval: None or int in [1, 10000]; None is the mode's n_counterfactual
+# inversion_steps: in [1, 1000]
 # guidance: >= 0
-# sampler_images: >= 1
+# sampler_images: in [1, n_eval]
 # run_samplers: None or bool
 # run_round_trips: None or bool
 
@@ -343,6 +343,7 @@ for name in ("do(skin type)", "do(sex)"):
                 pair.original.binarize(MALIGNANT, names=BINARY),
                 getattr(pair, source).binarize(MALIGNANT, names=BINARY),
                 by="skin_group",
+                positive="malignant",
                 threshold=threshold,
                 label_changed=label_changed,
                 n_boot=s.n_boot,

@@ -536,3 +536,15 @@ def test_every_statistic_has_an_interval_around_it_or_a_reason_it_has_none(data,
 def test_a_tie_is_not_called_a_gap():
     assert fairness.lower_group(pd.Series({"light": 0.8124, "dark": 0.8121}), digits=3) is None
     assert fairness.lower_group(pd.Series({"light": 0.81, "dark": 0.79}), digits=3) == "dark"
+
+
+def test_missing_patient_ids_are_refused_rather_than_pooled_into_one_patient():
+    table = predictions(100, 35).astype({"patient_id": float})
+    table.loc[:2, "patient_id"] = np.nan
+    with pytest.raises(ValueError, match=r"patient_id: 3 of 100 rows have no patient id"):
+        fairness.report(table, groups=["sex"], thresholds=0.5, n_boot=10)
+
+
+def test_groups_given_as_one_name_are_refused():
+    with pytest.raises(TypeError, match=r"groups must be a list of column names; got 'sex'"):
+        fairness.report(predictions(50, 36), groups="sex", thresholds=0.5, n_boot=0)

@@ -79,12 +79,13 @@ def test_flip_rates_count_changed_decisions(skin16):
 
     classifier = backbone("small_cnn", in_channels=3, n_classes=2, image_size=16, width=4).eval()
     cohort = skin16.binarize(["melanoma", "bcc"], names=("benign", "malignant"))
-    same = cf.flip_rates(classifier, cohort, cohort, by="sex", threshold=0.5, n_boot=20)
+    same = cf.flip_rates(classifier, cohort, cohort, by="sex", positive="malignant", threshold=0.5,
+                        n_boot=20)  # fmt: skip
     assert (same["flip_rate"] == 0).all()
     inverted = type(cohort)(255 - cohort.images, cohort.meta, cohort.modality, cohort.classes)
     label_changed = np.arange(len(cohort)) % 4 == 0
-    changed = cf.flip_rates(classifier, cohort, inverted, by="sex", threshold=0.5, n_boot=20,
-                            label_changed=label_changed)  # fmt: skip
+    changed = cf.flip_rates(classifier, cohort, inverted, by="sex", positive="malignant",
+                            threshold=0.5, n_boot=20, label_changed=label_changed)  # fmt: skip
     assert ((changed["lo"] <= changed["flip_rate"]) & (changed["flip_rate"] <= changed["hi"])).all()
     counts = changed.groupby("true_label")["n"].sum()
     assert counts["changed"] == label_changed.sum() and counts.sum() == len(cohort)
