@@ -41,6 +41,31 @@ class Cohort:
         if "label" not in self.meta:
             raise ValueError("metadata needs a 'label' column")
         self.meta = self.meta.reset_index(drop=True)
+        self._check_labels()
+        self._check_patient_ids()
+
+    def _check_labels(self) -> None:
+        """Refuse a label that indexes no class (a -1 would silently read as the last class)."""
+        labels = self.meta["label"]
+        outside = ~labels.isin(range(len(self.classes)))
+        if outside.any():
+            raise ValueError(
+                f"label must be 0 to {len(self.classes) - 1} (an index into {self.classes}); "
+                f"found {sorted(set(labels[outside].tolist()), key=repr)[:5]} "
+                f"in {outside.sum()} of {len(labels)} rows"
+            )
+
+    def _check_patient_ids(self) -> None:
+        """Refuse rows without a patient id, which patient-level splits would group together."""
+        if "patient_id" not in self.meta:
+            return
+        missing = self.meta["patient_id"].isna()
+        if missing.any():
+            raise ValueError(
+                f"{missing.sum()} of {len(missing)} rows have no patient_id "
+                f"(rows {np.flatnonzero(missing)[:5].tolist()}); every row needs one for "
+                "patient-level splits"
+            )
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -63,6 +88,8 @@ class Cohort:
 
     def binarize(self, positive: list[str], *, names: tuple[str, str]) -> Cohort:
         """The same images with a binary task: ``positive`` diagnoses against all others."""
+        if isinstance(positive, str):
+            raise TypeError(f"positive must be a list of class names; got {positive!r}")
         unknown = set(positive) - set(self.classes)
         if unknown:
             raise ValueError(f"{sorted(unknown)} are not classes of this cohort: {self.classes}")
@@ -78,6 +105,12 @@ class Cohort:
         """
         if column not in self.meta:
             raise KeyError(f"{column!r} is not a metadata column")
+        missing = self.meta[column].isna()
+        if missing.any():
+            raise ValueError(
+                f"{column} has no value in {missing.sum()} of {len(missing)} rows "
+                f"(rows {np.flatnonzero(missing)[:5].tolist()}); every row needs a label"
+            )
         values = self.meta[column].astype(str)
         classes = tuple(sorted(values.unique())) if classes is None else tuple(classes)
         unknown = sorted(set(values) - set(classes))

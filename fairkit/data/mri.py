@@ -43,11 +43,11 @@ def mechanisms() -> list[Mechanism]:
     return [
         Mechanism("site", (), {"u_site": u}, lambda v: categorical(v["u_site"], np.array(SITE_PROBS), SITES), "external", SITES),
         Mechanism("sex", (), {"u_sex": u}, lambda v: np.where(v["u_sex"] < 0.5, "F", "M").astype(object), "patient", ("F", "M")),
-        Mechanism("age", (), {"u_age": u}, lambda v: np.round(20 + 70 * v["u_age"] ** 0.8), "patient"),
+        Mechanism("age", (), {"u_age": u}, lambda v: np.round(20 + 70 * v["u_age"] ** 0.8), "patient", bounds=(20, 90)),
         Mechanism("age_group", ("age",), {}, lambda v: np.where(v["age"] >= 65, "old", "young").astype(object), "patient", ("young", "old"), derived=True),
-        Mechanism("head_size", ("sex",), {"u_head": n}, lambda v: np.clip(1.0 + 0.06 * (v["sex"] == "M") + 0.035 * v["u_head"], 0.85, 1.15), "patient"),
+        Mechanism("head_size", ("sex",), {"u_head": n}, lambda v: np.clip(1.0 + 0.06 * (v["sex"] == "M") + 0.035 * v["u_head"], 0.85, 1.15), "patient", bounds=(0.85, 1.15)),
         Mechanism("diagnosis", ("age", "sex"), {"u_dx": u}, _disease, "disease", CLASSES),
-        Mechanism("atrophy", ("age", "diagnosis"), {"u_atrophy": n}, _atrophy, "appearance"),
+        Mechanism("atrophy", ("age", "diagnosis"), {"u_atrophy": n}, _atrophy, "appearance", bounds=(0, 1)),
         Mechanism("field_strength", ("site",), {"u_field": u}, lambda v: categorical(v["u_field"], by_value(v["site"], FIELD_BY_SITE), FIELDS), "external", FIELDS),
     ]  # fmt: skip
 

@@ -30,6 +30,8 @@ class Mechanism:
         fn: called with a mapping that holds exactly the parents, the noise and ``cfg``.
         kind: covariate taxonomy (patient, external, disease, appearance), for datasheets.
         values: the domain of a categorical variable (None for a continuous one).
+        bounds: the range (low, high) of a continuous variable, e.g. where its equation clips it
+            (None: any finite number).
         derived: a deterministic relabelling of its parents (e.g. skin group from skin type),
             which cannot be intervened on by itself.
     """
@@ -42,6 +44,24 @@ class Mechanism:
     values: tuple | None = None
     derived: bool = False
     doc: str = ""
+    bounds: tuple[float, float] | None = None
+
+    @property
+    def domain(self) -> str:
+        """The values an intervention may set, in words, for error messages."""
+        if self.values is not None:
+            return str(self.values)
+        if self.bounds is None:
+            return "finite numbers"
+        return f"finite numbers in [{self.bounds[0]}, {self.bounds[1]}]"
+
+    def outside(self, value: Any) -> list:
+        """The entries of an intervention ``value`` (scalar or array) outside the domain."""
+        array = np.atleast_1d(np.asarray(value, dtype=object))
+        if self.values is not None:
+            return sorted(set(array.tolist()) - set(self.values), key=repr)
+        low, high = self.bounds or (-np.inf, np.inf)
+        return [v for v in array.tolist() if not _is_number(v) or not low <= v <= high]
 
 
 @dataclass
@@ -113,7 +133,7 @@ class SCM:
 
     def solve(self, noise: pd.DataFrame, do: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Evaluate every mechanism in order; ``do`` sets variables instead of their equation."""
-        do = self._check_do(do or {})
+        do = self._check_do({} if do is None else do)
         values: dict[str, Any] = {c: noise[c].to_numpy() for c in noise.columns}
         n = len(noise)
         for m in self.mechanisms:
@@ -146,17 +166,28 @@ class SCM:
         return np.asarray(m.fn(args))
 
     def _check_do(self, do: Mapping[str, Any]) -> dict[str, Any]:
+        """Refuse interventions on unknown or derived variables and values outside the domain."""
+        if not isinstance(do, Mapping):
+            raise TypeError(f"do must be a mapping of variable to value; got {do!r}")
         for name, value in do.items():
             m = self.mechanism(name)
             if m.derived:
                 raise ValueError(
                     f"{name} is derived from {', '.join(m.parents)}; intervene on that instead"
                 )
-            if m.values is not None:
-                bad = set(np.atleast_1d(np.asarray(value, dtype=object)).tolist()) - set(m.values)
-                if bad:
-                    raise ValueError(f"do({name}={sorted(bad)}): allowed values are {m.values}")
+            bad = m.outside(value)
+            if bad:
+                raise ValueError(f"do({name}={bad[:5]}): allowed values are {m.domain}")
         return dict(do)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number (not a bool, not text)."""
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool | np.bool_)
+        and bool(np.isfinite(value))
+    )
 
 
 def _broadcast(value: Any, n: int) -> np.ndarray:

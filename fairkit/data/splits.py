@@ -17,6 +17,12 @@ def patient_split(
         raise KeyError("patient_split needs a 'patient_id' column")
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise ValueError(f"val and test must be fractions summing below 1; got {val}, {test}")
+    missing = cohort.meta["patient_id"].isna()
+    if missing.any():  # as text, every missing id would be one patient "nan"
+        raise ValueError(
+            f"patient_id is missing in {missing.sum()} of {len(cohort)} rows (first at rows "
+            f"{list(cohort.meta.index[missing][:5])}); a patient-level split needs every id"
+        )
     groups = cohort.meta["patient_id"].astype(str).to_numpy()
     everything = np.arange(len(cohort))
     outer = GroupShuffleSplit(

@@ -50,10 +50,32 @@ SUBTLETY = "scm_subtlety"
 
 
 def model(modality: str, subtlety: float | None = None) -> SCM:
-    """The structural causal model of ``modality`` (skin, cxr, mri)."""
+    """The structural causal model of ``modality`` (skin, cxr, mri).
+
+    ``subtlety`` in [0, 1) sets how alike the diagnoses look (None: the calibrated default).
+    """
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
-    return MODALITIES[modality]() if subtlety is None else MODALITIES[modality](subtlety)
+    if subtlety is None:
+        return MODALITIES[modality]()
+    _check_subtlety(subtlety)
+    return MODALITIES[modality](subtlety)
+
+
+def _check_subtlety(subtlety) -> None:
+    """Refuse a subtlety outside [0, 1): at 1 the diagnoses look alike, beyond 1 their signs flip."""
+    if (
+        isinstance(subtlety, bool)
+        or not isinstance(subtlety, int | float | np.integer | np.floating)
+        or not 0 <= subtlety < 1
+    ):
+        raise ValueError(f"subtlety must be a number in [0, 1); got {subtlety!r}")
+
+
+def _check_count(value, *, name: str) -> None:
+    """Refuse a number of images that is not a whole number of at least one."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
 
 
 def sample_table(
@@ -68,6 +90,7 @@ def sample_table(
     label_noise=None,
 ) -> pd.DataFrame:
     """Draw the metadata of a cohort (no pixels): noise, causal variables, labels, biases."""
+    _check_count(n, name="n")
     scm = model(modality, subtlety)
     under, spurious = B.as_bias(B.UnderRepresent, under), B.as_bias(B.Spurious, spurious)
     label_noise = B.as_bias(B.LabelNoise, label_noise)
@@ -98,7 +121,8 @@ def sample_table(
 
 
 def _check_size(image_size: int) -> None:
-    if image_size not in IMAGE_SIZES:
+    """Refuse an image side other than the renderers' sizes (a float 16.0 included)."""
+    if not isinstance(image_size, int | np.integer) or image_size not in IMAGE_SIZES:
         raise ValueError(f"image_size must be one of {IMAGE_SIZES}; got {image_size}")
 
 
@@ -121,7 +145,7 @@ def generate(
     if unknown:
         raise TypeError(f"unknown bias {sorted(unknown)}; use under, spurious or label_noise")
     table = sample_table(modality, n, seed, do=do, subtlety=subtlety, **bias)
-    scm = model(modality, table[SUBTLETY].iloc[0] if len(table) else subtlety)
+    scm = model(modality, table[SUBTLETY].iloc[0])
     return Cohort(render_in_batches(scm.render, table, image_size), table, modality, scm.classes)
 
 
@@ -160,6 +184,8 @@ def make_splits(
     spurious correlation is made exactly independent of the diagnosis (strength 0), and the
     groups of an under-represented attribute are balanced.
     """
+    for name, count in {"n_train": n_train, "n_val": n_val, "n_test": n_test}.items():
+        _check_count(count, name=name)
     under = B.as_bias(B.UnderRepresent, bias.get("under"))
     spurious = B.as_bias(B.Spurious, bias.get("spurious"))
     unbiased = {}
@@ -205,6 +231,8 @@ def write_shards(
     resumes from its last finished shard. Read it back lazily with ``Cohort.load(path)``.
     """
     _check_size(image_size)
+    _check_count(n, name="n")
+    _check_count(shard_size, name="shard_size")
     path = Path(path)
     if (path / "cohort.json").exists():
         return path

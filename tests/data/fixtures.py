@@ -18,6 +18,11 @@ def _corrupt(path: Path) -> None:
     path.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
 
 
+def rewrite(path: Path, change) -> None:
+    """Replace a fixture table by ``change(table)``; read as text so hashes keep leading zeros."""
+    change(pd.read_csv(path, dtype=str)).to_csv(path, index=False)
+
+
 def fitzpatrick17k(root: Path) -> dict:
     """8 rows: 5 good, one unknown skin type, one missing file, one corrupt JPEG."""
     rng = np.random.default_rng(0)
@@ -148,8 +153,8 @@ def mimic_cxr(root: Path) -> dict:
     return {"good": 4, "races": {"10000001": "Black", "11000002": "White", "12000003": "Asian"}}
 
 
-def ixi(root: Path) -> dict:
-    """3 T1 volumes (one corrupt), one subject missing from the sheet."""
+def ixi(root: Path, extra_rows=()) -> dict:
+    """3 T1 volumes (one corrupt), one subject missing from the sheet; ``extra_rows`` appended."""
     import nibabel as nib
     import xlwt
 
@@ -159,7 +164,7 @@ def ixi(root: Path) -> dict:
     for j, name in enumerate(header):
         sheet.write(0, j, name)
     for i, row in enumerate(
-        [[2, 2, 164, 58, 35.8], [12, 1, 175, 70, 38.8], [13, 1, 182, 80, 46.7]], 1
+        [[2, 2, 164, 58, 35.8], [12, 1, 175, 70, 38.8], [13, 1, 182, 80, 46.7], *extra_rows], 1
     ):
         for j, value in enumerate(row):
             sheet.write(i, j, value)

@@ -46,3 +46,30 @@ def test_save_refuses_a_folder_that_holds_a_cohort(tmp_path):
     with pytest.raises(FileExistsError, match="cohort"):
         _cohort().subset([0, 1]).save(path)
     assert len(Cohort.load(path)) == 4
+
+
+@pytest.mark.parametrize("label", [-1, 2, 0.5, np.nan])
+def test_a_label_that_names_no_class_is_refused(label):
+    images = np.zeros((2, 1, 4, 4), np.uint8)
+    meta = pd.DataFrame({"label": [0, label]})
+    with pytest.raises(ValueError, match=r"label must be 0 to 1 \(an index into \('a', 'b'\)\)"):
+        Cohort(images, meta, "toy", ("a", "b"))
+
+
+def test_rows_without_a_patient_id_are_refused_naming_the_column():
+    images = np.zeros((4, 1, 4, 4), np.uint8)
+    meta = pd.DataFrame({"label": [0, 1, 0, 1], "patient_id": ["p1", None, "p2", np.nan]})
+    with pytest.raises(ValueError, match=r"2 of 4 rows have no patient_id \(rows \[1, 3\]\)"):
+        Cohort(images, meta, "toy", ("a", "b"))
+
+
+def test_relabel_refuses_a_column_with_missing_values():
+    cohort = _cohort()
+    cohort.meta.loc[2, "skin_group"] = None
+    with pytest.raises(ValueError, match=r"skin_group has no value in 1 of 4 rows \(rows \[2\]\)"):
+        cohort.relabel("skin_group")
+
+
+def test_binarize_refuses_a_single_class_name_given_as_text():
+    with pytest.raises(TypeError, match=r"positive must be a list of class names; got 'malignant'"):
+        _cohort().binarize("malignant", names=("no", "yes"))

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -5,6 +7,7 @@ from hypothesis import strategies as st
 
 from fairkit.data import Cohort, synth
 from fairkit.data import bias as B
+from fairkit.data.scm import SCM, Mechanism
 
 MODALITIES = ["skin", "cxr", "mri"]
 
@@ -159,3 +162,85 @@ def test_shards_are_written_resumed_and_read_back_lazily(tmp_path, monkeypatch):
     cohort = Cohort.load(path)
     assert isinstance(cohort.images, np.memmap)
     assert np.array_equal(cohort.images, synth.generate("mri", 100, seed=2, image_size=16).images)
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5, True, "10", None])
+def test_a_cohort_size_other_than_a_whole_number_of_at_least_one_is_refused(n):
+    message = rf"n must be a whole number >= 1; got {re.escape(repr(n))}"
+    with pytest.raises(ValueError, match=message):
+        synth.generate("skin", n, image_size=16)
+    with pytest.raises(ValueError, match=message):
+        synth.write_shards("nowhere", "skin", n, image_size=16)
+
+
+def test_every_split_size_is_checked_before_any_split_is_generated(monkeypatch):
+    monkeypatch.setattr(synth, "generate", lambda *args, **kwargs: pytest.fail("generated"))
+    with pytest.raises(ValueError, match=r"n_test must be a whole number >= 1; got 0"):
+        synth.make_splits("skin", seed=0, image_size=16, n_train=10, n_val=10, n_test=0)
+
+
+def test_a_shard_size_below_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"shard_size must be a whole number >= 1; got 0"):
+        synth.write_shards(tmp_path / "big", "mri", 10, image_size=16, shard_size=0)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("size", [16.0, True, "16", 50])
+def test_an_image_size_that_is_not_one_of_the_sizes_is_refused(size):
+    with pytest.raises(ValueError, match=r"image_size must be one of \(16, 32, 64, 128\)"):
+        synth.generate("skin", 4, image_size=size)
+
+
+@pytest.mark.parametrize("subtlety", [5, -0.1, 1.0, float("nan"), True, "0.5"])
+def test_a_subtlety_outside_0_to_1_is_refused(subtlety):
+    message = rf"subtlety must be a number in \[0, 1\); got {re.escape(repr(subtlety))}"
+    with pytest.raises(ValueError, match=message):
+        synth.model("skin", subtlety)
+    with pytest.raises(ValueError, match=message):
+        synth.generate("cxr", 4, image_size=16, subtlety=subtlety)
+
+
+@pytest.mark.parametrize("age", [float("nan"), float("inf"), "old", True, [30.0, None]])
+def test_an_intervention_on_a_continuous_variable_must_be_a_finite_number(age):
+    cohort = synth.generate("skin", 2, seed=0, image_size=16)
+    with pytest.raises(ValueError, match=r"do\(age=.*\): allowed values are finite numbers"):
+        synth.counterfactual(cohort, {"age": age})
+
+
+def test_an_intervention_must_be_a_mapping():
+    cohort = synth.generate("skin", 2, seed=0, image_size=16)
+    with pytest.raises(TypeError, match=r"do must be a mapping of variable to value; got None"):
+        synth.counterfactual(cohort, None)
+
+
+def _aged() -> SCM:
+    """A one-variable SCM whose age, like the modalities', lives in [18, 90]."""
+    age = Mechanism(
+        "age", (), {"u_age": "uniform"}, lambda v: 18 + 72 * v["u_age"], "patient", bounds=(18, 90)
+    )
+    return SCM("toy", [age], render=lambda table, size: None, classes=("a",), channels=1)
+
+
+@pytest.mark.parametrize("age", [-50, 17.9, 90.5, [30, 200]])
+def test_an_intervention_outside_a_continuous_variables_range_is_refused(age):
+    scm = _aged()
+    noise = scm.sample_noise(2, seed=0)
+    with pytest.raises(
+        ValueError, match=r"do\(age=.*\): allowed values are finite numbers in \[18, 90\]"
+    ):
+        scm.solve(noise, do={"age": age})
+    assert scm.solve(noise, do={"age": [18, 90]})["age"].tolist() == [18, 90]
+    assert scm.mechanism("age").domain == "finite numbers in [18, 90]"
+
+
+@pytest.mark.parametrize(
+    ("modality", "low", "high"), [("skin", 18, 90), ("cxr", 18, 95), ("mri", 20, 90)]
+)
+def test_each_modalitys_age_is_bounded_where_its_mechanism_clips_it(modality, low, high):
+    cohort = synth.generate(modality, 2, seed=0, image_size=16)
+    with pytest.raises(
+        ValueError,
+        match=rf"do\(age=\[-50\]\): allowed values are finite numbers in \[{low}, {high}\]",
+    ):
+        synth.counterfactual(cohort, {"age": -50})
+    assert (synth.counterfactual(cohort, {"age": high}).meta["age"] == high).all()
