@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.command == "run":
-            overrides = dict(args.parameter)
-            if len(overrides) != len(args.parameter):
-                raise runs.ParameterError("a parameter was given twice")
+            names = [name for name, _ in args.parameter]
+            if twice := [name for k, name in enumerate(names) if name in names[:k]]:
+                raise runs.ParameterError(f"parameter {twice[0]!r} was given twice")
             run_dir = runs.run_notebook(
                 args.notebook,
-                overrides,
+                dict(args.parameter),
                 runs_root=args.runs_root,
                 from_cli=True,
                 log_output=args.log_output,
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         else:
             print(runs.build_book(args.mode, render=not args.no_render))
-    except (runs.ParameterError, runs.RunFailed, FileNotFoundError, FileExistsError) as err:
+    except (runs.ParameterError, runs.RunFailed, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as err:

@@ -45,7 +45,7 @@ baseline_fraction = 0.1
 fixed_majority = True
 
 # %% [raw] tags=["parameter-rules", "remove-cell"]
-# modalities: non-empty, each one of skin, cxr, mri
+# modalities: non-empty, distinct, each one of skin, cxr, mri
 # minority_fractions: non-empty, each in (0, 1)
 # artifact_strengths: non-empty, each in [0, 1]
 # label_noise_rates: non-empty, each in [0, 1]

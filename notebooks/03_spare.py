@@ -52,9 +52,9 @@ run_mixing = None  # None: in full mode only; quick shows the sweep's mean over 
 # dark_fraction: in (0, 1)
 # lam: in [0, 1]
 # temperatures: non-empty, each > 0
-# share_stages: >= 0
+# share_stages: in [0, 6]
 # mixing_ratios: non-empty, each >= 0
-# backbones: each one of small_cnn, resnet18, vgg11
+# backbones: distinct, each one of small_cnn, resnet18, vgg11
 # run_ablation: None or bool
 # run_mixing: None or bool
 

@@ -62,19 +62,19 @@ betas = [200.0, 2000.0, 20000.0]
 run_beta_sweep = None  # None: in full mode only (two more alignments per β); quick: the sweep's
 
 # %% [raw] tags=["parameter-rules", "remove-cell"]
-# modalities: non-empty, each one of skin, cxr, mri
+# modalities: non-empty, distinct, each one of skin, cxr, mri
 # minority_fraction: in (0, 0.5]
-# image_size: None or int >= 16
-# n_train: None or int >= 100
-# n_test: None or int >= 100
-# generator_steps: None or int >= 1
+# image_size: None or int one of 16, 32, 64, 128
+# n_train: None or int in [100, 100000]
+# n_test: None or int in [100, 100000]
+# generator_steps: None or int in [1, 100000]
 # rule: one of sqrt_inverse, inverse
 # agreement: in [0.5, 1]
 # beta: > 0
 # variant: one of dpo, reference_free
 # guidance: >= 0
 # sampler: one of dpmsolver_sde, dpmsolver, ddim, ddpm
-# sampling_steps: >= 1
+# sampling_steps: in [1, 1000]
 # betas: non-empty, each > 0
 # run_beta_sweep: None or bool
 

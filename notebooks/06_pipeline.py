@@ -57,17 +57,17 @@ ramp = 4
 magnitude = 0.5
 
 # %% [raw] tags=["parameter-rules", "remove-cell"]
-# modalities: non-empty, each one of skin, cxr, mri
+# modalities: non-empty, distinct, each one of skin, cxr, mri
 # minority_fraction: in (0, 0.5]
-# pools: non-empty, each one of same_site, no_minority, other_site
+# pools: non-empty, distinct, each one of same_site, no_minority, other_site
 # run_pool_ablation: None or bool
 # lrs: non-empty, each > 0
 # probe_lrs: non-empty, each > 0
 # shift: one of site, group_mix, prevalence
-# n_batches: None or int >= 4
-# batch_size: None or int >= 20
-# onset: None or int >= 1
-# ramp: int >= 1
+# n_batches: None or int in [4, 1000]; None is the mode's monitor_batches
+# batch_size: None or int in [20, 10000]; None is the mode's monitor_batch
+# onset: None or int in [1, n_batches)
+# ramp: int in [1, n_batches]
 # magnitude: in [0, 1]
 
 # %%

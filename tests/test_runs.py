@@ -1,3 +1,4 @@
+import errno
 import json
 import multiprocessing
 import os
@@ -12,7 +13,7 @@ import pytest
 
 from fairkit import runs
 from fairkit.__main__ import main
-from fairkit.io import write_atomic
+from fairkit.io import write_atomic, write_json
 from fairkit.runs import runner
 
 from .conftest import ROOT
@@ -44,7 +45,7 @@ def test_cli_values_take_the_type_of_the_default(name, raw, expected):
     [
         ({"seed": "abc"}, "'seed' expects int"),
         ({"mode": "fast"}, "mode must be one of"),
-        ({"device": "gpu"}, "device must be"),
+        ({"device": "gpu"}, "'device' must be auto, cpu, mps, cuda or cuda:N"),
         ({"dark_fraction": "lots"}, "'dark_fraction' expects float"),
     ],
 )
@@ -104,7 +105,8 @@ def test_run_that_forgets_finish_is_refused(write_notebook, tmp_path):
     nb = write_notebook("x = 1")
     with pytest.raises(runs.RunFailed, match="finish"):
         runs.run_notebook(nb, runs_root=tmp_path / "runs")
-    assert not any((tmp_path / "runs" / "99_toy").iterdir())
+    chapter_dir = tmp_path / "runs" / "99_toy"
+    assert _leftovers(chapter_dir) == [] and list(chapter_dir.glob("*.failed.ipynb"))
 
 
 def test_atomic_write_that_fails_leaves_nothing(tmp_path):
@@ -298,3 +300,137 @@ def test_run_after_a_sigkilled_run_removes_its_partial_folder(write_notebook, tm
     run_dir = runs.run_notebook(write_notebook("run.finish()"), runs_root=tmp_path / "runs")
     assert [p.name for p in chapter_dir.iterdir()] == [run_dir.name]
     assert _gone(kernel)  # the kernel notices its parent died
+
+
+def _cli_run(capsys, notebook, runs_root, *args):
+    code = main(["run", str(notebook), "--runs-root", str(runs_root), *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def _error_lines(err):
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_cli_prints_the_cells_error_its_section_and_the_kept_notebook(
+    write_notebook, tmp_path, capsys
+):
+    nb = write_notebook(
+        "x = 1\n# %% [markdown]\n# ## Loading the data\n# %%\nraise ValueError('no rows left')"
+    )
+    code, err = _cli_run(capsys, nb, tmp_path / "runs")
+    [failed] = (tmp_path / "runs" / "99_toy").glob("*.failed.ipynb")
+    [line] = _error_lines(err)
+    assert code == 2
+    assert "ValueError: no rows left" in line and "'Loading the data'" in line
+    assert str(failed) in line
+
+
+def test_provenance_that_cannot_be_written_keeps_the_executed_notebook(
+    write_notebook, tmp_path, monkeypatch, capsys
+):
+    def disk_full(path, data):
+        if Path(path).name == "provenance.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return write_json(path, data)
+
+    monkeypatch.setattr(runner, "write_json", disk_full)
+    code, err = _cli_run(capsys, write_notebook("run.finish()"), tmp_path / "runs")
+    chapter_dir = tmp_path / "runs" / "99_toy"
+    [failed] = chapter_dir.glob("*.failed.ipynb")
+    [line] = _error_lines(err)
+    assert code == 2 and "No space left on device" in line and str(failed) in line
+    json.loads(failed.read_text())  # the whole executed notebook
+    assert _leftovers(chapter_dir) == []
+
+
+def test_disk_full_at_the_start_names_the_folder_and_starts_no_kernel(
+    write_notebook, tmp_path, monkeypatch, capsys
+):
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(runner, "write_json", disk_full)
+    _fake_papermill(monkeypatch, lambda: pytest.fail("a kernel was started"))
+    code, err = _cli_run(capsys, write_notebook("run.finish()"), tmp_path / "runs")
+    [line] = _error_lines(err)
+    assert code == 2 and "No space left on device" in line
+    assert str(tmp_path / "runs" / "99_toy") in line
+    assert list((tmp_path / "runs" / "99_toy").iterdir()) == []
+
+
+def test_notebook_cut_short_by_a_full_disk_is_not_kept(write_notebook, tmp_path, monkeypatch):
+    import papermill
+
+    def execute(nb, output, **kwargs):
+        Path(output).write_text('{"cells": [{"cell_type": "code", "sour')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), output)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    with pytest.raises(runs.RunFailed, match="No space left on device") as caught:
+        runs.run_notebook(write_notebook("run.finish()"), runs_root=tmp_path / "runs")
+    chapter_dir = tmp_path / "runs" / "99_toy"
+    assert str(chapter_dir) in str(caught.value) and "cut short" in str(caught.value)
+    assert list(chapter_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_runs_root_is_refused_naming_it(write_notebook, tmp_path, capsys):
+    root = tmp_path / "runs"
+    root.mkdir(mode=0o555)
+    code, err = _cli_run(capsys, write_notebook("run.finish()"), root)
+    [line] = _error_lines(err)
+    assert code == 2 and str(root) in line and "Permission denied" in line
+    assert list(root.iterdir()) == []
+
+
+def test_a_run_folder_that_cannot_be_made_is_refused_naming_it(
+    write_notebook, tmp_path, monkeypatch, capsys
+):
+    def read_only(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(runner, "_claim", read_only)  # the owner file: the run's first write
+    code, err = _cli_run(capsys, write_notebook("run.finish()"), tmp_path / "runs")
+    [line] = _error_lines(err)
+    assert code == 2 and str(tmp_path / "runs" / "99_toy") in line and "Permission denied" in line
+
+
+def test_runs_root_that_is_a_file_is_refused(write_notebook, tmp_path, capsys):
+    (tmp_path / "runs").write_text("")
+    code, err = _cli_run(capsys, write_notebook("run.finish()"), tmp_path / "runs")
+    assert code == 2 and f"runs root {tmp_path / 'runs'} is not a folder" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "message"),
+    [
+        ("notes.txt", "mode = 'quick'\n", "not a notebook"),
+        ("99_toy.py", '# %% tags=["parameters"]\nmode = "quick" +\n', "does not parse"),
+    ],
+)
+def test_cli_refuses_a_file_that_is_not_a_chapter_in_one_line(
+    tmp_path, capsys, name, source, message
+):
+    path = tmp_path / name
+    path.write_text(source)
+    code, err = _cli_run(capsys, path, tmp_path / "runs")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and name in err and message in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-p", "dark_fraction", "abc"], "'dark_fraction' expects float"),
+        (["-p", "seed", "1", "-p", "seed", "2"], "parameter 'seed' was given twice"),
+    ],
+)
+def test_cli_refuses_bad_parameters_in_one_line(tmp_path, capsys, args, message):
+    code, err = _cli_run(capsys, QUICKSTART, tmp_path / "runs", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_cli_refuses_a_folder_given_as_the_notebook(tmp_path, capsys):
+    code, err = _cli_run(capsys, tmp_path, tmp_path / "runs")
+    assert code == 2 and f"notebook {tmp_path} is not a file" in err

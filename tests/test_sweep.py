@@ -1,5 +1,7 @@
 """Sweeps on Dask: every grid point runs, a failure is reported, complete runs are collected."""
 
+import sys
+
 import pytest
 
 from fairkit import runs
@@ -111,3 +113,58 @@ def test_a_run_reads_another_settings_sweep_by_naming_the_parameters_that_differ
     assert list(reader.sweep_table("metrics", root=tmp_path, mode="smoke")["value"]) == [2.0]
     with pytest.raises(KeyError, match="n_train"):
         reader.sweep_table("metrics", root=tmp_path, n_train=6000)
+
+
+def _no_cluster(monkeypatch):
+    module = sys.modules["fairkit.runs.sweep"]  # ``runs.sweep`` is the function
+    monkeypatch.setattr(module, "_client", lambda *a: pytest.fail("a cluster was started"))
+
+
+def test_no_grid_is_refused():
+    with pytest.raises(runs.ParameterError, match="no grid: give at least one -g NAME=V1,V2"):
+        runs.parse_grid([])
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["seed=1,1"], r"repeats the point \{'seed': 1\}"),
+        (["seed=1", "level=2,2.0"], r"repeats the point \{.*'level': 2"),
+    ],
+)
+def test_a_grid_that_repeats_a_point_is_refused(
+    write_notebook, tmp_path, monkeypatch, specs, message
+):
+    _no_cluster(monkeypatch)
+    nb = write_notebook(BODY, extra_params="fail_seed = -1\nlevel = 0.0")
+    with pytest.raises(runs.ParameterError, match=message):
+        runs.sweep(nb, runs.parse_grid(specs), runs_root=tmp_path / "runs")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 0}, r"--workers must be in \[1, "),
+        ({"workers": -2}, r"--workers must be in \[1, "),
+        ({"workers": 10**6}, r"--workers must be in \[1, "),
+        ({"workers": 1, "scheduler": "tcp://localhost:1"}, "--workers is for a local cluster"),
+    ],
+)
+def test_bad_worker_counts_are_refused(write_notebook, tmp_path, monkeypatch, options, message):
+    _no_cluster(monkeypatch)
+    nb = write_notebook(BODY, extra_params="fail_seed = -1\nlevel = 0")
+    with pytest.raises(runs.ParameterError, match=message):
+        runs.sweep(nb, runs.parse_grid(["seed=0"]), runs_root=tmp_path / "runs", **options)
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["-g", "seed=0", "--workers", "0"], ["-g", "seed=1,1"]], ids=str
+)
+def test_cli_sweep_refuses_in_one_line(write_notebook, tmp_path, monkeypatch, capsys, args):
+    from fairkit.__main__ import main
+
+    _no_cluster(monkeypatch)
+    nb = write_notebook(BODY, extra_params="fail_seed = -1\nlevel = 0")
+    code = main(["sweep", str(nb), "--runs-root", str(tmp_path / "runs"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ from fairkit.runs.parameters import (
     notebook_rules,
     resolve_parameters,
 )
+from fairkit.runs.provenance import STALE, ProvenanceError, judged_claims, scale, staleness
 from fairkit.runs.runner import (
     RunFailed,
     RunInterrupted,
@@ -20,7 +21,6 @@ from fairkit.runs.runner import (
     run_notebook,
     toc_chapters,
 )
-from fairkit.runs.provenance import STALE, ProvenanceError, judged_claims, scale, staleness
 from fairkit.runs.sweep import chapter_results, collect, complete_runs, parse_grid, prune, sweep
 
 __all__ = [  # grouped by what they are for

@@ -1,47 +1,54 @@
 """A chapter's parameters: read from its ``parameters`` cell, checked before a kernel starts.
 
 **Types.** A parameter has its default's type: ``seed = 0`` takes only integers, ``lam = 0.5``
-any number (an integer becomes a float), ``fixed_majority = True`` only ``True`` or ``False``,
-``modalities = ["skin"]`` only lists of strings. A value given on the command line is read as
-a Python literal (``-p seed 1.5`` is a float, so refused; ``-p modalities "['skin']"``), except
-for a ``str`` parameter, which takes the text as it is.
+any finite number (an integer becomes a float; never ``inf`` or ``nan``), ``fixed_majority =
+True`` only ``True`` or ``False``, ``modalities = ["skin"]`` only lists of strings. A value given
+on the command line is read as a Python literal (``-p seed 1.5`` is a float, so refused;
+``-p modalities "['skin']"``), except for a ``str`` parameter, which takes the text as it is.
 
 **Rules.** What values are allowed stands in a raw cell tagged ``parameter-rules`` after the
 parameters cell, one ``name: rule`` a line, read by the runner without starting a kernel::
 
     # %% [raw] tags=["parameter-rules", "remove-cell"]
     # dark_fraction: in [0, 1]
-    # n_eval: None or int >= 1
-    # modalities: non-empty, each one of skin, cxr, mri
+    # n_batches: None or int in [4, 1000]; None is the mode's monitor_batches
+    # onset: None or int in [1, n_batches)
+    # modalities: non-empty, distinct, each one of skin, cxr, mri
 
 A rule is, in this order and each part optional: ``None or`` (None is allowed), ``non-empty``
-(a list), ``each`` (the check applies to every element of a list), a type (``bool``, ``int``,
-``float``, ``str``) and one check: ``in [a, b]`` (brackets closed, parentheses open),
-``>= a``, ``> a``, ``<= a``, ``< a`` or ``one of x, y, z``. A parameter that defaults to None
-must name its type in its rule (``run_samplers: None or bool``); ``seed`` is ``>= 0`` in every
-chapter; ``mode`` and ``device`` are checked against ``fairkit.config``.
+and ``distinct`` (a list, no item twice), ``each`` (the check applies to every element of a
+list), a type (``bool``, ``int``, ``float``, ``str``), one check: ``in [a, b]`` (brackets
+closed, parentheses open), ``>= a``, ``> a``, ``<= a``, ``< a`` or ``one of x, y, z`` (strings,
+or integers for an int), and ``; None is the mode's FIELD`` (what None stands for: a field of
+``fairkit.config.Settings``). A bound is a number or the name of a number parameter, whose
+value it then takes (its mode's value where it is None, which its rule must then name). A
+parameter that defaults to None must name its type in its rule (``run_samplers: None or
+bool``); ``seed`` is ``in [0, 2**32 - 1]`` (numpy's seeds) in every chapter; ``mode`` is checked
+against ``fairkit.config`` and ``device`` against the devices this machine has.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from fairkit.config import DEVICES, settings
+from fairkit.config import DEVICES, Settings, settings
 
 REQUIRED = {"mode": "quick", "seed": 0, "device": "auto"}  # every chapter's, typed
-COMMON_RULES = {"seed": ">= 0"}  # every chapter's rules
+COMMON_RULES = {"seed": "in [0, 4294967295]"}  # every chapter's rules: numpy's seeds
 RULES_TAG = "parameter-rules"
 KINDS = {"bool": bool, "int": int, "float": float, "str": str}
 BOUNDS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 _RULE = re.compile(
-    r"(?P<none>None or )?(?P<non_empty>non-empty(?:, |$))?(?P<each>each )?"
-    r"(?:(?P<kind>bool|int|float|str)(?: |$))?(?P<check>.*)"
+    r"(?P<none>None or )?(?P<non_empty>non-empty(?:, |$))?(?P<distinct>distinct(?:, |$))?"
+    r"(?P<each>each )?(?:(?P<kind>bool|int|float|str)(?: |$))?(?P<check>.*?)"
+    r"(?:; None is the mode's (?P<mode_field>\S*))?"
 )
 _INTERVAL = re.compile(r"in ([\[(])([^,]+),([^\])]+)([\])])")
 _BOUND = re.compile(r"(>=|>|<=|<)\s*(\S+)")
@@ -61,9 +68,11 @@ class Rule:
     element: type | None = None  # a list's element type
     allow_none: bool = False
     non_empty: bool = False
+    distinct: bool = False
     each: bool = False
-    check: str = ""  # "in [0, 1]", ">= 1", "one of a, b" or ""
-    names: tuple[str, ...] = ()  # the names of ``one of``
+    check: str = ""  # "in [0, 1]", ">= 1", "< n_batches", "one of a, b" or ""
+    names: tuple = ()  # the names (or integers) of ``one of``
+    mode_field: str = ""  # the field of the mode's ``Settings`` that None stands for
 
     @property
     def expected(self) -> str:
@@ -76,40 +85,99 @@ class Rule:
     @property
     def constraint(self) -> str:
         """The rule's check in words: ``None or >= 1``, ``a non-empty list, each in (0, 1)``."""
-        listed = ["a non-empty list" if self.non_empty else "a list"] if self.kind is list else []
-        listed += [f"each {self.check}"] if self.each else []
-        checks = [", ".join(listed)] if listed else [self.check]
-        return " ".join(["None or"] * self.allow_none + checks)
+        check = self.check
+        if self.kind is list:
+            listed = "a non-empty list" if self.non_empty else "a list"
+            listed += " of distinct items" * self.distinct
+            check = ", ".join([listed] + [f"each {self.check}"] * self.each)
+        return " ".join(["None or"] * self.allow_none + [check])
 
-    def accepts(self, item: Any) -> bool:
-        """Whether one value (a list's element when ``each``) passes the check."""
+    @property
+    def limits(self) -> tuple[str, ...]:
+        """The check's bounds as written: numbers, or names of other parameters."""
+        if interval := _INTERVAL.fullmatch(self.check):
+            return tuple(bound.strip() for bound in interval.group(2, 3))
+        bound = _BOUND.fullmatch(self.check)
+        return (bound[2],) if bound else ()
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The parameters whose values bound this one."""
+        return tuple(limit for limit in self.limits if not _is_number(limit))
+
+    def accepts(self, item: Any, values: dict[str, Any]) -> bool:
+        """Whether one value (a list's element when ``each``) passes the check.
+
+        ``values`` are the run's parameters (None replaced by the mode's value), for bounds
+        that name a parameter.
+        """
         if not self.check or item is None:
             return True
         if self.names:
             return item in self.names
+        low, *high = (float(x) if _is_number(x) else values[x] for x in self.limits)
         if interval := _INTERVAL.fullmatch(self.check):
-            left, low, high, right = interval.groups()
-            above = (operator.ge if left == "[" else operator.gt)(item, float(low))
-            return above and (operator.le if right == "]" else operator.lt)(item, float(high))
-        bound = _BOUND.fullmatch(self.check)
-        return BOUNDS[bound[1]](item, float(bound[2]))
+            left, right = interval[1], interval[4]
+            above = (operator.ge if left == "[" else operator.gt)(item, low)
+            return above and (operator.le if right == "]" else operator.lt)(item, high[0])
+        return BOUNDS[_BOUND.fullmatch(self.check)[1]](item, low)
 
 
 def _tagged_cells(nb, tag: str) -> list:
     return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
 
 
+def _assigned(node: ast.stmt) -> str | None:
+    """The name that ``name = value`` (or ``name: type = value``) assigns; None for others."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target = node.targets[0]
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        target = node.target
+    else:
+        return None
+    return target.id if isinstance(target, ast.Name) else None
+
+
 def _defaults(cell, notebook) -> dict[str, Any]:
+    try:
+        body = ast.parse(cell.source).body
+    except (SyntaxError, ValueError) as err:
+        where = f" at line {err.lineno} of the cell, `{(err.text or '').strip()}`"
+        raise ParameterError(
+            f"{notebook}: the parameters cell does not parse: {getattr(err, 'msg', err)}"
+            + (where if isinstance(err, SyntaxError) else "")
+        ) from None
     defaults: dict[str, Any] = {}
-    for node in ast.parse(cell.source).body:
-        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-        if not isinstance(target, ast.Name) or node.value is None:
+    for node in body:
+        name = _assigned(node)
+        if name is None:
             raise ParameterError(f"{notebook}: the parameters cell may hold only `name = literal`")
+        if name in defaults:
+            raise ParameterError(f"{notebook}: the parameters cell sets {name!r} twice")
         try:
-            defaults[target.id] = ast.literal_eval(node.value)
+            defaults[name] = ast.literal_eval(node.value)
         except ValueError as err:
-            raise ParameterError(f"{notebook}: parameter {target.id!r} is not a literal") from err
+            raise ParameterError(f"{notebook}: parameter {name!r} is not a literal") from err
     return defaults
+
+
+def _read_notebook(notebook: str | os.PathLike):
+    """The notebook as jupytext reads it; refused (naming it) if it is not one."""
+    import jupytext
+    from jupytext.formats import NOTEBOOK_EXTENSIONS
+
+    path = Path(notebook)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"notebook {path} {'is not a file' if path.exists() else 'not found'}"
+        )
+    if path.suffix not in NOTEBOOK_EXTENSIONS:
+        raise ParameterError(f"{path} is not a notebook: expected a jupytext chapter (.py, .ipynb)")
+    try:
+        return jupytext.read(path)
+    except ValueError as err:  # not JSON, not UTF-8, not a format jupytext knows
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ParameterError(f"{path} is not a notebook that jupytext reads: {reason}") from None
 
 
 def read_chapter(notebook: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
@@ -118,9 +186,7 @@ def read_chapter(notebook: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
     Returns:
         The defaults, and each rule's text by parameter name (``COMMON_RULES`` included).
     """
-    import jupytext
-
-    nb = jupytext.read(notebook)
+    nb = _read_notebook(notebook)
     cells = _tagged_cells(nb, "parameters")
     if len(cells) != 1:
         raise ParameterError(
@@ -163,7 +229,26 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
 def notebook_rules(notebook: str | os.PathLike) -> dict[str, Rule]:
     """Return every parameter's rule: its type, and the check its ``parameter-rules`` line sets."""
     defaults, texts = read_chapter(notebook)
-    return {name: make_rule(name, texts.get(name, ""), d) for name, d in defaults.items()}
+    rules = {name: make_rule(name, texts.get(name, ""), d) for name, d in defaults.items()}
+    for name, rule in rules.items():
+        for other in rule.references:
+            _check_reference(name, other, rules.get(other))
+    return rules
+
+
+def _check_reference(name: str, other: str, rule: Rule | None) -> None:
+    """Refuse a bound of ``name`` naming ``other`` unless ``other`` is always a number."""
+    if rule is None:
+        raise ParameterError(f"rule of {name!r} names {other!r}, which is not a parameter")
+    if rule.kind not in (int, float):
+        raise ParameterError(
+            f"rule of {name!r}: {other!r} must be a number to bound it; it is {rule.expected}"
+        )
+    if rule.allow_none and not rule.mode_field:
+        raise ParameterError(
+            f"rule of {name!r}: {other!r} may be None; its rule must say "
+            "`; None is the mode's FIELD`"
+        )
 
 
 def _element_kind(name: str, default: list) -> type | None:
@@ -180,26 +265,52 @@ def make_rule(name: str, text: str, default: Any) -> Rule:
     parts = _RULE.fullmatch(text.strip())
     check = parts["check"].strip()
     one_of = _ONE_OF.fullmatch(check)
-    names = tuple(n.strip() for n in one_of[1].split(",")) if one_of else ()
-    kind, element = _rule_kinds(name, default, declared=KINDS.get(parts["kind"]), names=names)
-    if kind is not list and (parts["each"] or parts["non_empty"]):
-        raise ParameterError(f"rule of {name!r}: 'each' and 'non-empty' are for lists")
+    kind, element = _rule_kinds(
+        name, default, declared=KINDS.get(parts["kind"]), names=bool(one_of)
+    )
+    if kind is not list and (parts["each"] or parts["non_empty"] or parts["distinct"]):
+        raise ParameterError(f"rule of {name!r}: 'each', 'non-empty' and 'distinct' are for lists")
     if kind is list and check and not parts["each"]:
         raise ParameterError(f"rule of list {name!r}: write `each {check}`")
+    names = _names(name, check, one_of, element if kind is list else kind)
     _check_fits_kind(name, check, names, element if kind is list else kind)
+    mode_field = parts["mode_field"]
+    if mode_field is not None:
+        _check_mode_field(name, mode_field, allow_none=bool(parts["none"]))
     return Rule(
         default=default,
         kind=kind,
         element=element,
         allow_none=bool(parts["none"]),
         non_empty=bool(parts["non_empty"]),
+        distinct=bool(parts["distinct"]),
         each=bool(parts["each"]),
         check=check,
         names=names,
+        mode_field=mode_field or "",
     )
 
 
-def _rule_kinds(name: str, default: Any, *, declared: type | None, names: tuple) -> tuple:
+def _names(name: str, check: str, one_of: re.Match | None, kind: type | None) -> tuple:
+    """The choices of ``one of``: strings, or integers for an int parameter."""
+    names = tuple(n.strip() for n in one_of[1].split(",")) if one_of else ()
+    if kind is not int:
+        return names
+    if not all(re.fullmatch(r"-?\d+", n) for n in names):
+        raise ParameterError(f"rule {check!r} of {name!r} is not understood; see `{__name__}`")
+    return tuple(map(int, names))
+
+
+def _check_mode_field(name: str, field: str, *, allow_none: bool) -> None:
+    if not allow_none:
+        raise ParameterError(f"rule of {name!r}: `; None is the mode's ...` needs `None or`")
+    if field not in {f.name for f in fields(Settings)}:
+        raise ParameterError(
+            f"rule of {name!r}: {field!r} is not a setting of a mode (fairkit.config.Settings)"
+        )
+
+
+def _rule_kinds(name: str, default: Any, *, declared: type | None, names: bool) -> tuple:
     """The parameter's type and a list's element type: the default's, else the declared one."""
     if default is None and declared is None:
         raise ParameterError(
@@ -221,31 +332,33 @@ def _rule_kinds(name: str, default: Any, *, declared: type | None, names: tuple)
     return kind, element
 
 
-def _valid_bound(check: str) -> bool:
-    bound = _BOUND.fullmatch(check)
-    return bool(bound) and _is_number(bound[2])
-
-
 def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a finite number."""
     try:
-        float(text)
+        return math.isfinite(float(text))
     except ValueError:
         return False
-    return True
+
+
+def _is_limit(text: str) -> bool:
+    """Whether ``text`` is a bound: a finite number or a parameter's name."""
+    return _is_number(text.strip()) or text.strip().isidentifier()
 
 
 def _check_fits_kind(name: str, check: str, names: tuple, kind: type | None) -> None:
     """Refuse a check that is not understood, or that does not fit the values' type."""
     if not check:
         return
-    interval = _INTERVAL.fullmatch(check)
+    interval, bound = _INTERVAL.fullmatch(check), _BOUND.fullmatch(check)
     understood = (
-        names or _valid_bound(check) or (interval and all(map(_is_number, interval.group(2, 3))))
+        names
+        or (bound and _is_limit(bound[2]))
+        or (interval and all(map(_is_limit, interval.group(2, 3))))
     )
     if not understood:
         raise ParameterError(f"rule {check!r} of {name!r} is not understood; see `{__name__}`")
-    wanted = "str" if names else "int or float"
-    if (kind is not str) if names else (kind not in (int, float)):
+    wanted = "str or int" if names else "int or float"
+    if (kind not in (str, int)) if names else (kind not in (int, float)):
         found = "unknown (name the type in the rule)" if kind is None else kind.__name__
         raise ParameterError(f"rule {check!r} of {name!r} needs {wanted} values; found {found}")
 
@@ -255,12 +368,15 @@ def _typed(value: Any, kind: type | None) -> tuple[bool, Any]:
     if kind is None or type(value) is kind:
         return True, value
     if kind is float and type(value) is int:
-        return True, float(value)
+        try:
+            return True, float(value)
+        except OverflowError:  # beyond every float: infinite, which is refused
+            return True, math.inf if value > 0 else -math.inf
     return False, value
 
 
-def check_value(name: str, value: Any, rule: Rule, *, given: str | None = None) -> Any:
-    """Return ``value`` if it has the rule's type and passes its check (an int may be a float).
+def typed_value(name: str, value: Any, rule: Rule, *, given: str | None = None) -> Any:
+    """Return ``value`` if it has the rule's type (an int may be a float; a float is finite).
 
     ``given`` is the command-line text the value was read from, for the error message.
     """
@@ -280,47 +396,67 @@ def check_value(name: str, value: Any, rule: Rule, *, given: str | None = None) 
             bad = next(item for (ok, _), item in zip(typed, value, strict=True) if not ok)
             raise ParameterError(f"{wrong_type}: {bad!r} is {type(bad).__name__}")
         value = [item for _, item in typed]
-    _check_constraint(name, value, rule)
+    if any(isinstance(x, float) and not math.isfinite(x) for x in _items(value, rule.kind)):
+        finite = "hold finite numbers only" if rule.kind is list else "be a finite number"
+        raise ParameterError(f"parameter {name!r} must {finite}; got {shown}")
     return value
 
 
-def _check_constraint(name: str, value: Any, rule: Rule) -> None:
-    items = value if rule.each else [value]
+def _items(value: Any, kind: type | None) -> list:
+    return value if kind is list and value is not None else [value]
+
+
+def _check_constraint(name: str, value: Any, rule: Rule, values: dict[str, Any]) -> None:
+    """Refuse ``value`` unless it passes the rule's check; ``values`` give named bounds."""
+    if value is None:
+        return
+    must = f"parameter {name!r} must be {rule.constraint}"
+    must += "".join(f" ({other} is {values[other]!r})" for other in rule.references)
     if rule.non_empty and not value:
-        raise ParameterError(f"parameter {name!r} must be {rule.constraint}; got {value!r}")
-    for item in items:
-        if not rule.accepts(item):
+        raise ParameterError(f"{must}; got {value!r}")
+    twice = [item for k, item in enumerate(value) if item in value[:k]] if rule.distinct else []
+    if twice:
+        raise ParameterError(f"{must}; got {twice[0]!r} twice in {value!r}")
+    for item in value if rule.each else [value]:
+        if not rule.accepts(item, values):
             where = f" in {value!r}" if rule.each else ""
-            raise ParameterError(
-                f"parameter {name!r} must be {rule.constraint}; got {item!r}{where}"
-            )
+            raise ParameterError(f"{must}; got {item!r}{where}")
 
 
 def parse_cli_value(name: str, raw: str, rule: Rule) -> Any:
-    """Read the command-line text of parameter ``name`` as a Python literal and check it.
+    """Read the command-line text of parameter ``name`` as a Python literal of its type.
 
     A ``str`` parameter takes the text as it is (``None`` is None where the rule allows it).
     """
     if rule.kind is str:
-        return check_value(name, None if rule.allow_none and raw == "None" else raw, rule)
+        return typed_value(name, None if rule.allow_none and raw == "None" else raw, rule)
     try:
         value = ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as err:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
         raise ParameterError(
             f"parameter {name!r} expects {rule.expected} (default {rule.default!r}); "
             f"got {raw!r}, which is not a Python literal"
         ) from err
-    return check_value(name, value, rule, given=raw)
+    return typed_value(name, value, rule, given=raw)
 
 
 def resolve_parameters(
-    notebook: str | os.PathLike, overrides: dict[str, Any] | None = None, *, from_cli=False
+    notebook: str | os.PathLike,
+    overrides: dict[str, Any] | None = None,
+    *,
+    from_cli=False,
+    device_here=True,
 ) -> dict[str, Any]:
     """Merge ``overrides`` into the notebook's defaults, checked against its types and rules."""
     rules = notebook_rules(notebook)
     defaults = {name: rule.default for name, rule in rules.items()}
     return check_parameters(
-        defaults, overrides, source=Path(notebook).name, from_cli=from_cli, rules=rules
+        defaults,
+        overrides,
+        source=Path(notebook).name,
+        from_cli=from_cli,
+        rules=rules,
+        device_here=device_here,
     )
 
 
@@ -345,11 +481,12 @@ def check_parameters(
     source: str,
     from_cli: bool = False,
     rules: dict[str, Rule] | None = None,
+    device_here: bool = True,
 ) -> dict[str, Any]:
     """``defaults`` updated by ``overrides``, every value checked against its rule.
 
     ``rules`` default to ``default_rules(defaults)``; ``mode`` must name a mode and ``device``
-    a device; ``source`` names the notebook in errors.
+    a device (one this machine has, if ``device_here``); ``source`` names the notebook in errors.
     """
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(defaults))
@@ -364,16 +501,42 @@ def check_parameters(
         if from_cli and name in overrides and isinstance(value, str):
             params[name] = parse_cli_value(name, value, rules[name])
         else:
-            params[name] = check_value(name, value, rules[name])
+            params[name] = typed_value(name, value, rules[name])
     missing = [name for name in REQUIRED if name not in params]
     if missing:
         raise ParameterError(f"{source}: the parameters cell must define {missing[0]!r}")
     try:
-        settings(params["mode"])
+        sizes = settings(params["mode"])
     except ValueError as err:
         raise ParameterError(str(err)) from err
-    if not DEVICES.match(str(params["device"])):
-        raise ParameterError(
-            f"device must be auto, cpu, mps, cuda or cuda:N; got {params['device']!r}"
-        )
+    _check_device(params["device"], here=device_here)
+    values = {name: _stand_in(value, rules[name], sizes) for name, value in params.items()}
+    for name, value in params.items():
+        _check_constraint(name, value, rules[name], values)
     return params
+
+
+def _stand_in(value: Any, rule: Rule, sizes: Settings) -> Any:
+    """What a value stands for: the mode's setting where it is None and its rule names one."""
+    return getattr(sizes, rule.mode_field) if value is None and rule.mode_field else value
+
+
+def available_devices() -> list[str]:
+    """``auto``, ``cpu`` and the accelerators that torch finds on this machine."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    cuda = ["cuda", *(f"cuda:{k}" for k in range(gpus))] if gpus else []
+    return ["auto", "cpu", *cuda, *(["mps"] if torch.backends.mps.is_available() else [])]
+
+
+def _check_device(device: str, *, here: bool) -> None:
+    """Refuse a device that is not named as ``fairkit.config`` names them, or is not here."""
+    if not DEVICES.match(device):
+        raise ParameterError(
+            f"parameter 'device' must be auto, cpu, mps, cuda or cuda:N; got {device!r}"
+        )
+    if here and device not in ("auto", "cpu") and device not in (found := available_devices()):
+        raise ParameterError(
+            f"parameter 'device' must be one of {', '.join(found)} on this machine; got {device!r}"
+        )

@@ -154,7 +154,7 @@ STALE = " (stale sweep)"
 
 
 def sweep_status(commit: str, chapter: str, *, root: Path = REPO_ROOT) -> str:
-    """"current", or why a sweep's verdicts are not findings about today's code."""
+    """The word "current", or why a sweep's verdicts are not findings about today's code."""
     changed = staleness(commit, chapter, root=root)
     if changed is None:
         return "stale: git cannot compare its commit with this checkout"
@@ -180,7 +180,9 @@ def judged_claims(sweeps: dict[tuple[str, str], dict[str, pd.DataFrame]]) -> pd.
         source: sweep_status(str(tables["comparisons"]["commit"].iloc[0]), source[0])
         for source, tables in sweeps.items()
     }
-    judged["sweep status"] = [status[c, s] for c, s in zip(judged["chapter"], judged["sweep"])]
+    judged["sweep status"] = [
+        status[c, s] for c, s in zip(judged["chapter"], judged["sweep"], strict=True)
+    ]
     stale = judged["sweep status"] != "current"
     judged["verdict"] = judged["verdict"].where(~stale, judged["verdict"] + STALE)
     return judged

@@ -1,7 +1,9 @@
 """The runner side: execute a chapter with papermill into a run folder, and build the book.
 
 A chapter's parameters are checked against its ``parameters`` cell before any kernel starts;
-the run folder is filled under a hidden name and moved into place only when every cell ran.
+the run folder is filled under a hidden name and moved into place only when every cell ran. A
+failure says in one line what failed (a cell's error and section, or the folder that could not
+be written) and where its executed notebook is kept.
 Ctrl-C and SIGTERM stop a run the same way (``RunInterrupted``); the hidden folder of a run that
 was killed outright (SIGKILL) is removed by the chapter's next run (``remove_dead_partials``).
 """
@@ -23,18 +25,19 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fairkit.config import settings
 from fairkit.io import write_atomic, write_json
 from fairkit.runs.kernel import CHAPTER_ENV, REPO_ROOT, RUN_DIR_ENV, RUN_ID_ENV
-from fairkit.runs.parameters import resolve_parameters
+from fairkit.runs.parameters import ParameterError, resolve_parameters
 
 log = logging.getLogger(__name__)
+PAPERMILL_ERROR = "papermill-error-cell-tag"  # the tag of the cells papermill adds on an error
 
 
 class RunFailed(RuntimeError):
-    """A chapter raised while it was executed; the executed notebook is kept for reading."""
+    """A chapter raised, or its run folder could not be written; its notebook is kept if whole."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -106,9 +109,9 @@ def run_notebook(
         The run folder.
     """
     notebook = Path(notebook)
-    if not notebook.is_file():
-        raise FileNotFoundError(f"notebook {notebook} not found")
     params = resolve_parameters(notebook, parameters, from_cli=from_cli)
+    if Path(runs_root).exists() and not Path(runs_root).is_dir():
+        raise ParameterError(f"runs root {runs_root} is not a folder")
     chapter = notebook.stem
     run_id = run_id or new_run_id(params)
     chapter_dir = Path(runs_root).resolve() / chapter
@@ -117,7 +120,8 @@ def run_notebook(
         raise FileExistsError(f"run folder {final} exists already")
     started = time.perf_counter()
     with _sigterm_as_interrupt(), _claimed(partial):
-        write_json(partial / "params.json", params)
+        with _writing_under(chapter_dir):
+            write_json(partial / "params.json", params)
         _execute(
             notebook,
             params,
@@ -126,10 +130,24 @@ def run_notebook(
             start_timeout=start_timeout,
             log_output=log_output,
         )
-        wall_time = _finish(partial, chapter=chapter, started=started)
-        os.replace(partial, final)
+        wall_time = _settle(partial, final, started=started)
     log.info("%s finished in %.1f s: %s", chapter, wall_time, final)
     return final
+
+
+@contextlib.contextmanager
+def _writing_under(chapter_dir: Path):
+    """Within the block, an ``OSError`` (not an existing name) is ``RunFailed`` naming a folder."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except OSError as err:
+        raise RunFailed(f"{chapter_dir.name}: {_cannot_write(chapter_dir, err)}") from err
+
+
+def _cannot_write(folder: Path, err: OSError) -> str:
+    return f"cannot write under {folder}: {err.strerror or err}"
 
 
 def _execute(
@@ -178,24 +196,79 @@ def _execute(
             f"{chapter} stopped by {signal.Signals(signum).name}; {where}", signum=signum
         ) from None
     except BaseException as err:
-        where = _keep_failed(executed, partial.parent / f"{run_id}.failed.ipynb")
-        raise RunFailed(f"{chapter} failed ({err.__class__.__name__}); {where}") from err
+        _fail(err, partial, run_id)
+
+
+def _fail(err: BaseException, partial: Path, run_id: str) -> NoReturn:
+    """Raise ``RunFailed``: what stopped the run, and its notebook (kept beside, if whole)."""
+    failed = partial.parent / f"{run_id}.failed.ipynb"
+    where = _keep_failed(partial / "notebook.ipynb", failed)
+    reason = _reason(err, failed, partial.parent)
+    raise RunFailed(f"{partial.parent.name} failed: {reason}; {where}") from err
+
+
+def _reason(err: BaseException, notebook: Path, chapter_dir: Path) -> str:
+    """One line on what stopped a run: a cell's error and where, a folder not written, ..."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(err, PapermillExecutionError):
+        return f"{err.ename}: {_first_line(err.evalue)} ({_cell(notebook, err)})"
+    if isinstance(err, OSError):
+        return _cannot_write(chapter_dir, err)
+    if isinstance(err, RunFailed):
+        return str(err)
+    return f"{type(err).__name__}: {_first_line(str(err))}".removesuffix(": ")
+
+
+def _first_line(text: str | None) -> str:
+    return next(iter((text or "").strip().splitlines()), "")
+
+
+def _cell(notebook: Path, err) -> str:
+    """``cell [3], section 'Data'``: the failed cell's count and the last heading above it."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError):  # no notebook kept
+        cells = []
+    ran = [c for c in cells if PAPERMILL_ERROR not in c.get("metadata", {}).get("tags", [])]
+    headings = [
+        line.lstrip("#").strip()
+        for cell in ran[: err.cell_index]
+        if cell.get("cell_type") == "markdown"
+        for line in "".join(cell.get("source", "")).splitlines()
+        if line.startswith("#")
+    ]
+    return f"cell [{err.exec_count}]" + (f", section {headings[-1]!r}" if headings else "")
 
 
 def _keep_failed(executed: Path, failed: Path) -> str:
-    """Move a failed run's notebook to ``failed``; say where to read it (or that there is none)."""
+    """Move a failed run's notebook to ``failed`` if whole; say where to read it, or why not."""
     if not executed.exists():
         return "it wrote no notebook"
+    try:
+        json.loads(executed.read_text())
+    except (OSError, ValueError):  # a write cut short (a full disk): nothing to read
+        return "its notebook was cut short, so none is kept"
     os.replace(executed, failed)
     return f"read {failed}"
 
 
-def _finish(partial: Path, *, chapter: str, started: float) -> float:
+def _settle(partial: Path, final: Path, *, started: float) -> float:
+    """Finish the run folder and move it to ``final``; a failure keeps the executed notebook."""
+    try:
+        if not (partial / "provenance.json").exists():
+            raise RunFailed("it never called run.finish(), so it wrote no provenance.json")
+        wall_time = _finish(partial, started=started)
+        os.replace(partial, final)
+    except Exception as err:
+        _fail(err, partial, final.name)
+    return wall_time
+
+
+def _finish(partial: Path, *, started: float) -> float:
     """Hide the parameter cells, add the runner's wall time to the provenance and return it."""
     _hide_parameter_cells(partial / "notebook.ipynb")
     provenance_path = partial / "provenance.json"
-    if not provenance_path.exists():
-        raise RunFailed(f"{chapter} never called run.finish(), so it wrote no provenance.json")
     provenance = json.loads(provenance_path.read_text())
     provenance["runner_wall_time_s"] = round(time.perf_counter() - started, 3)
     write_json(provenance_path, provenance)
@@ -241,8 +314,12 @@ def _claim(partial: Path) -> None:
             f"{partial} belongs to a run in progress (see {owner}); "
             "expected a run id that no live run uses"
         ) from None
-    with os.fdopen(fd, "w") as file:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname()}, file)
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, file)
+    except BaseException:  # an empty owner file would read as a live run's for ever
+        owner.unlink(missing_ok=True)
+        raise
 
 
 def _owner_alive(owner: Path) -> bool:
@@ -294,12 +371,15 @@ def _claimed(partial: Path):
     """Create ``partial`` for this run (after removing dead runs' folders); remove it on exit.
 
     After the block renamed ``partial`` into place, only its owner file is left to remove.
+    A folder that cannot be written is ``RunFailed``, naming it.
     """
-    remove_dead_partials(partial.parent)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    _claim(partial)
+    with _writing_under(partial.parent):
+        remove_dead_partials(partial.parent)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        _claim(partial)
     try:
-        partial.mkdir()
+        with _writing_under(partial.parent):
+            partial.mkdir()
         yield
     finally:
         shutil.rmtree(partial, ignore_errors=True)

@@ -40,6 +40,8 @@ def parse_grid(specs: Sequence[str]) -> list[dict[str, str]]:
 
     Values stay text here; the runner checks each against the notebook default's type.
     """
+    if not specs:
+        raise ParameterError("no grid: give at least one -g NAME=V1,V2")
     axes: dict[str, list[str]] = {}
     for spec in specs:
         name, sep, values = spec.partition("=")
@@ -87,7 +89,7 @@ def _run_point(
     row: dict[str, Any] = {**point, "status": "complete", "run_dir": None, "error": None}
     try:
         run_dir = run_notebook(notebook, point, runs_root=runs_root, from_cli=True)
-    except RunFailed as err:
+    except (RunFailed, ParameterError) as err:  # a device that this worker lacks, say
         return {**row, "status": "failed", "error": str(err)}
     if tables_only:
         prune(run_dir)
@@ -101,6 +103,27 @@ def prune(run_dir: Path) -> None:
             shutil.rmtree(path)
         elif path.suffix not in KEPT_IN_RESULTS:
             path.unlink()
+
+
+def _check_workers(workers: int | None, scheduler: str | None) -> None:
+    """Refuse a local worker count below one or above the cores, or one given with a scheduler."""
+    if workers is None:
+        return
+    if scheduler:
+        raise ParameterError("--workers is for a local cluster; a scheduler's has its own workers")
+    cores = os.cpu_count() or 1
+    if not 1 <= workers <= cores:
+        raise ParameterError(
+            f"--workers must be in [1, {cores}] (this machine's cores); got {workers}"
+        )
+
+
+def _refuse_repeats(grid: Sequence[dict[str, str]], checked: list[dict[str, Any]]) -> None:
+    """Refuse a grid whose points, once read, repeat one (``seed=1,1``; ``level=2,2.0``)."""
+    for k, params in enumerate(checked):
+        if params in checked[:k]:
+            point = {name: params[name] for name in grid[k]}
+            raise ParameterError(f"the grid repeats the point {point}; give each point once")
 
 
 def _client(scheduler: str | None, workers: int | None):
@@ -136,15 +159,21 @@ def sweep(
         grid: parameter overrides per run, as command-line text (``parse_grid``).
         runs_root: where the run folders go (``results`` for the study's kept sweeps).
         scheduler: address of a running Dask scheduler; default a local cluster.
-        workers: local workers (default: one per GPU, else one per CPU core); each run gets
-            the machine's cores divided by the workers as its thread count.
+        workers: local workers, at most the cores (default: one per GPU, else one per CPU
+            core); each run gets the machine's cores divided by the workers as its thread count.
         tables_only: keep only tables, parameters and provenance of each run (``prune``).
+        progress: show a progress bar.
     """
     if not grid:
         raise ParameterError("the grid is empty: give at least one -g NAME=VALUES")
-    grid = [every_section(Path(notebook), point) for point in grid]
-    for point in grid:  # every point checked before any kernel starts
-        resolve_parameters(Path(notebook), point, from_cli=True)
+    _check_workers(workers, scheduler)
+    points = [every_section(Path(notebook), point) for point in grid]
+    checked = [  # every point checked before any kernel starts (devices: by a remote worker)
+        resolve_parameters(Path(notebook), p, from_cli=True, device_here=not scheduler)
+        for p in points
+    ]
+    _refuse_repeats(grid, checked)
+    grid = points
     client = _client(scheduler, workers)
     try:
         n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
@@ -223,9 +252,7 @@ def collect(
     return pd.concat(frames, ignore_index=True)
 
 
-def chapter_results(
-    chapter: str, table: str, *, mode: str, root=RESULTS, **params
-) -> pd.DataFrame:
+def chapter_results(chapter: str, table: str, *, mode: str, root=RESULTS, **params) -> pd.DataFrame:
     """``table`` of the kept sweep of ``chapter`` run at its default parameters in ``mode``.
 
     What the summary pools: the runs of ``make study`` (every seed), not a reader's own runs
