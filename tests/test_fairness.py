@@ -504,7 +504,7 @@ def _needs(metric: str, y: np.ndarray, pred: np.ndarray) -> bool:
     }.get(metric, True)  # fmt: skip
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(data=st.data(), n_classes=st.sampled_from([2, 3]))
 def test_every_statistic_has_an_interval_around_it_or_a_reason_it_has_none(data, n_classes):
     table = _random_table(data, n_classes)
