@@ -93,6 +93,7 @@ scenarios = {
     for name, (attribute, kind, strength) in SETTINGS.items()
     for backbone in backbones
 }
+study.check_sharing(scenarios, share_stages=share_stages)
 chosen = {}  # setting -> SPARE at its validation-chosen temperature
 
 # %% [markdown]

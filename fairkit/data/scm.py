@@ -58,8 +58,11 @@ class Mechanism:
     def outside(self, value: Any) -> list:
         """The entries of an intervention ``value`` (scalar or array) outside the domain."""
         array = np.atleast_1d(np.asarray(value, dtype=object))
-        if self.values is not None:
-            return sorted(set(array.tolist()) - set(self.values), key=repr)
+        if self.values is not None:  # by kind too: True == 1 and 1.0 == 1, yet not a 0/1 code
+            kinds = {(type(_plain(v)), v) for v in self.values}
+            return sorted(
+                {v for v in array.tolist() if (type(_plain(v)), v) not in kinds}, key=repr
+            )
         low, high = self.bounds or (-np.inf, np.inf)
         return [v for v in array.tolist() if not _is_number(v) or not low <= v <= high]
 
@@ -179,6 +182,11 @@ class SCM:
             if bad:
                 raise ValueError(f"do({name}={bad[:5]}): allowed values are {m.domain}")
         return dict(do)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``np.int64(1)`` as ``1``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _is_number(value: Any) -> bool:

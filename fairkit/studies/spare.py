@@ -27,6 +27,18 @@ PER_GROUP_METRICS = ("precision", "recall", "f1")
 GAP_METRICS = ("equal_opportunity", "equalized_odds")
 
 
+def check_sharing(scenarios: dict[tuple, Scenario], *, share_stages: int) -> None:
+    """Refuse a ``share_stages`` deeper than a scenario's backbone, before anything trains."""
+    for scenario in scenarios.values():
+        total = n_stages(scenario.make_model)
+        if share_stages > total:
+            name = scenario.experiment.backbone or scenario.experiment.settings.backbone
+            raise ValueError(
+                f"share_stages={share_stages}: {name} has {total} stages (0 to {total} can be "
+                "shared)"
+            )
+
+
 def controls(spare: Spare) -> dict[str, Method | str]:
     """The compared methods by label, each single-model baseline at per-group thresholds.
 

@@ -244,3 +244,11 @@ def test_each_modalitys_age_is_bounded_where_its_mechanism_clips_it(modality, lo
     ):
         synth.counterfactual(cohort, {"age": -50})
     assert (synth.counterfactual(cohort, {"age": high}).meta["age"] == high).all()
+
+
+@pytest.mark.parametrize("value", [True, np.True_, 1.0])
+def test_an_intervention_on_a_zero_one_variable_takes_only_its_integers(value):
+    cohort = synth.generate("skin", 2, seed=0, image_size=16)
+    with pytest.raises(ValueError, match=r"do\(ruler=.*\): allowed values are \(0, 1\)"):
+        synth.counterfactual(cohort, {"ruler": value})
+    assert (synth.counterfactual(cohort, {"ruler": 1}).meta["ruler"] == 1).all()

@@ -105,3 +105,14 @@ def test_controls_give_single_model_baselines_group_thresholds(scenario):
     erm = scenario.predictions(controls["erm"])
     assert "decision" in erm.test and "decision" not in scenario.predictions("erm").test
     assert set(controls) >= {"erm, one threshold", "in_group", "spare"}
+
+
+def test_sharing_more_stages_than_a_backbone_has_is_refused_before_training():
+    experiment = Experiment("skin", settings("smoke"), 0, "cpu", attribute="skin_group")
+    scenarios = {("skin type", "small_cnn"): experiment.scenario("under", 0.25)}
+    study.check_sharing(scenarios, share_stages=4)
+    with pytest.raises(
+        ValueError, match=r"share_stages=5: small_cnn has 4 stages \(0 to 4 can be shared\)"
+    ):
+        study.check_sharing(scenarios, share_stages=5)
+    assert "cohorts" not in str(experiment._cache)  # nothing was generated
