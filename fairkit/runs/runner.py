@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -34,6 +36,22 @@ from fairkit.runs.parameters import ParameterError, resolve_parameters
 
 log = logging.getLogger(__name__)
 PAPERMILL_ERROR = "papermill-error-cell-tag"  # the tag of the cells papermill adds on an error
+
+
+@contextlib.contextmanager
+def _kernel_start_lock():
+    """Hold a machine-wide lock from before a kernel starts until it answers; yield the release.
+
+    jupyter picks free TCP ports, then the kernel binds them: two kernels starting at once (a
+    sweep's workers, parallel tests) could pick the same port, and one died with "Address
+    already in use". Only the start is serialised (a few seconds); the cells run in parallel.
+    """
+    with open(Path(tempfile.gettempdir()) / "fairkit-kernel-start.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield lambda **_: fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class RunFailed(RuntimeError):
@@ -170,14 +188,18 @@ def _execute(
 
     chapter, executed = notebook.stem, partial / "notebook.ipynb"
     try:
-        with _environ(
-            **{RUN_DIR_ENV: str(partial), CHAPTER_ENV: chapter, RUN_ID_ENV: run_id},
-            HF_HUB_OFFLINE="1",
-            PYTHONHASHSEED="0",
+        with (
+            _kernel_start_lock() as started,
+            _environ(
+                **{RUN_DIR_ENV: str(partial), CHAPTER_ENV: chapter, RUN_ID_ENV: run_id},
+                HF_HUB_OFFLINE="1",
+                PYTHONHASHSEED="0",
+            ),
         ):
             pm.execute_notebook(
                 jupytext.read(notebook),
                 str(executed),
+                on_notebook_start=started,
                 parameters=params,
                 kernel_name="python3",
                 language="python",
