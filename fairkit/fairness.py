@@ -415,7 +415,7 @@ def _check_n_boot(n_boot) -> None:
         )
 
 
-def _check_threshold(value, what: str = "threshold") -> float:
+def check_threshold(value, what: str = "threshold") -> float:
     """A decision threshold as a float, refused unless it is a number in [0, 1]."""
     number = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
     if not number or not 0 <= value <= 1:  # NaN fails the comparison
@@ -442,12 +442,12 @@ def checked_thresholds(thresholds, classes: list[str], *, used: list[str]) -> di
             which = "the positive class" if len(used) == 1 else "the classes"
             shown = repr(missing[0]) if len(used) == 1 else missing
             raise ValueError(f"thresholds: no threshold for {which} {shown}; got {thresholds}")
-        return {c: _check_threshold(thresholds[c], f"threshold of class {c!r}") for c in used}
+        return {c: check_threshold(thresholds[c], f"threshold of class {c!r}") for c in used}
     if isinstance(thresholds, bool | str) or not isinstance(thresholds, int | float | np.number):
         raise ValueError(
             f"thresholds must be a number or a dict of class name -> number; got {thresholds!r}"
         )
-    return dict.fromkeys(used, _check_threshold(thresholds))
+    return dict.fromkeys(used, check_threshold(thresholds))
 
 
 def binary_report(
@@ -463,7 +463,7 @@ def binary_report(
 ) -> Report:
     """The report of one binary task: ``positive`` against the rest at ``threshold``."""
     y = binary_labels(predictions, positive)
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     _check_n_boot(n_boot)
     s = positive_scores(predictions, positive)
     # Post-processing (e.g. fairlearn's ThresholdOptimizer) leaves its own decisions.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -275,8 +274,7 @@ def monitor(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}; got {metric!r}")
-    if not (isinstance(threshold, Real) and 0 <= threshold <= 1):
-        raise ValueError(f"threshold must be a number in [0, 1]; got {threshold!r}")
+    fairness.check_threshold(threshold)
     if not (np.isfinite(std_multiplier) and std_multiplier > 0):
         raise ValueError(f"std_multiplier must be positive; got {std_multiplier!r}")
     classes, stream_classes = (

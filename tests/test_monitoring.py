@@ -207,6 +207,8 @@ def test_bad_labels_batches_threshold_and_metric_are_refused(reference, drift_st
         monitor(reference, drift_stream, **SETTINGS, metric="auroc")
     with pytest.raises(ValueError, match="threshold.*1.5"):
         monitor(reference, drift_stream, **{**SETTINGS, "threshold": 1.5})
+    with pytest.raises(ValueError, match="threshold must be a number in \\[0, 1\\]; got True"):
+        monitor(reference, drift_stream, **{**SETTINGS, "threshold": True})
     with pytest.raises(ValueError, match="score_malignant"):
         monitor(reference, drift_stream.assign(score_malignant=2.0), **SETTINGS)
 
