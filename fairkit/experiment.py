@@ -145,6 +145,9 @@ class Experiment:
     ) -> Report:
         """The fairness report on the audited attribute, at a threshold chosen on validation.
 
+        The validation rows are weighed to the test set's mix of the audited groups (balanced
+        under an under-representation), so the threshold suits the groups the test will meet.
+
         Decisions that a method made itself (a ``decision`` column) are used as they are.
         ``split="validation"`` scores the data the thresholds were chosen on; ``also`` adds
         attributes, reported alone and crossed with the audited one (intersections).
@@ -160,12 +163,17 @@ class Experiment:
                 f"{predictions.method} decides on test data only; its validation decisions "
                 "would be made at one global threshold instead"
             )
-        positive = self.task.names[1]
+        positive, attribute = self.task.names[1], self.task.attribute
+        # The operating point is chosen on validation weighed to the test set's group mix.
+        mix = (
+            attribute,
+            predictions.test[attribute].astype(str).value_counts(normalize=True).to_dict(),
+        )
         return report(
             predictions.test if split == "test" else predictions.val,
-            groups=[self.task.attribute, *also],
+            groups=[attribute, *also],
             positive=positive,
-            thresholds=choose_threshold(predictions.val, positive=positive),
+            thresholds=choose_threshold(predictions.val, positive=positive, mix=mix),
             n_boot=self.settings.n_boot,
             seed=self.seed,
         )

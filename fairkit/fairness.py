@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import combinations
@@ -181,20 +182,48 @@ def positive_scores(predictions: pd.DataFrame, positive: str) -> np.ndarray:
     return predictions[column].to_numpy()
 
 
-def choose_threshold(val_predictions: pd.DataFrame, *, positive: str, criterion="youden") -> float:
-    """Pick the decision threshold on *validation* predictions (Youden's J or best F1)."""
+def choose_threshold(
+    val_predictions: pd.DataFrame,
+    *,
+    positive: str,
+    criterion="youden",
+    mix: tuple[str, Mapping[str, float]] | None = None,
+) -> float:
+    """Pick the decision threshold on *validation* predictions (Youden's J or best F1).
+
+    ``mix=(attribute, shares)`` weighs the validation rows so that the groups of ``attribute``
+    have the test's ``shares`` (e.g. balanced): the operating point the test set will meet.
+    Chosen on a validation set of 10% old patients, MRI's threshold suited the young, and the
+    old, whose scores run higher with age, sat at accuracy 0.3 (below chance) with AUROC 0.7.
+    """
     y = binary_labels(val_predictions, positive)
     scores = positive_scores(val_predictions, positive)
     if len(np.unique(y)) < 2:
         raise ValueError("the validation split has one class only; no threshold can be chosen")
+    weight = None if mix is None else group_mix_weights(val_predictions, *mix)
     if criterion == "youden":
-        fpr, tpr, thresholds = roc_curve(y, scores)
+        fpr, tpr, thresholds = roc_curve(y, scores, sample_weight=weight)
         return float(np.clip(thresholds[np.argmax(tpr - fpr)], 0, 1))
     if criterion == "f1":
         candidates = np.unique(scores)
-        f1s = [f1_score(y, scores >= t, zero_division=0) for t in candidates]
+        f1s = [f1_score(y, scores >= t, zero_division=0, sample_weight=weight) for t in candidates]
         return float(candidates[int(np.argmax(f1s))])
     raise ValueError(f"criterion must be 'youden' or 'f1'; got {criterion!r}")
+
+
+def group_mix_weights(
+    predictions: pd.DataFrame, attribute: str, shares: Mapping[str, float]
+) -> np.ndarray:
+    """Row weights that give each group of ``attribute`` its share in ``shares`` (sum 1)."""
+    if attribute not in predictions:
+        raise KeyError(f"the predictions have no {attribute!r} column to weigh groups by")
+    groups = predictions[attribute].astype(str)
+    seen = groups.value_counts(normalize=True)
+    wanted = {str(g): float(v) for g, v in dict(shares).items()}
+    unknown = sorted(set(seen.index) - set(wanted))
+    if unknown:
+        raise ValueError(f"no test share given for the {attribute} groups {unknown}")
+    return groups.map(lambda g: wanted[g] / seen[g]).to_numpy(float)
 
 
 def class_index(predictions: pd.DataFrame, positive: str) -> int:

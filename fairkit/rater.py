@@ -309,9 +309,11 @@ def fit_rater(
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     config = replace(config, epochs=max(config.epochs, math.ceil(min_steps / steps_per_epoch)))
     pathology_model, findings = fit_attribute(
-        make_model, train, val, attribute=FINDING, config=config
+        make_model, train, val, attribute=FINDING, config=config, balanced=True
     )
-    group_model, groups = fit_attribute(make_model, train, val, attribute=attribute, config=config)
+    group_model, groups = fit_attribute(
+        make_model, train, val, attribute=attribute, config=config, balanced=True
+    )
     features = Features(pathology_model)
     train_features = embed(features, train.images)
     _, spacing = nearest_neighbours(train_features, train_features, exclude_self=True)

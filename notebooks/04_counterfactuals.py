@@ -65,7 +65,6 @@ from fairkit.training import (
     DiffusionConfig,
     TrainConfig,
     fit,
-    fit_attribute,
     predict,
     train_diffusion,
 )
@@ -199,7 +198,9 @@ for name, pair in pairs.items():
 # %% [markdown]
 # ## Soundness
 # The judges are classifiers of each attribute trained on real (generated, not
-# counterfactual) images. *Effectiveness* is how often the judge finds the intervened value in
+# counterfactual) images: a fresh draw of the causal model four times the training set, each
+# class drawn equally often, so they are neither the generator's images nor biased to the
+# common class; the disease is judged as benign or malignant. *Effectiveness* is how often the judge finds the intervened value in
 # the learned counterfactual. A judge is an instrument and is validated first: on the **exact**
 # counterfactuals, where the causal model guarantees the value, its balanced accuracy over the
 # target values must lie above chance (its 95% interval), or its scores are withheld.
@@ -218,11 +219,7 @@ def make_model(n_classes=2):
                     width=s.width, seed=seed)  # fmt: skip
 
 
-judges = {}
-for name, attribute in (("do(skin type)", "skin_group"), ("do(sex)", "sex"),
-                        ("do(age)", "age_group"), ("do(disease)", "diagnosis")):  # fmt: skip
-    judge, classes = fit_attribute(make_model, train, val, attribute=attribute, config=config)
-    judges[name] = (attribute, judge, classes)
+judges = cf.fit_judges(make_model, config, n_train=s.n_train, image_size=s.image_size, seed=seed)
 images = cf.soundness(model, pairs, judges, steps=inversion_steps, guidance=guidance,
                       reversibility=run_round_trips)  # fmt: skip
 validity = run.save_table(cf.judge_validity(images, n_boot=s.n_boot, seed=seed), "judges")

@@ -548,3 +548,39 @@ def test_missing_patient_ids_are_refused_rather_than_pooled_into_one_patient():
 def test_groups_given_as_one_name_are_refused():
     with pytest.raises(TypeError, match=r"groups must be a list of column names; got 'sex'"):
         fairness.report(predictions(50, 36), groups="sex", thresholds=0.5, n_boot=0)
+
+
+def _shifted_groups(n_young: int, n_old: int, seed: int = 0) -> pd.DataFrame:
+    """Validation scores whose old group runs higher (as MRI's do with age), 20% positives."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, n, shift in (("young", n_young, 0.0), ("old", n_old, 0.25)):
+        y = (rng.random(n) < 0.2).astype(int)
+        score = np.clip(0.3 + 0.3 * y + shift + 0.1 * rng.standard_normal(n), 0, 1)
+        rows.append(pd.DataFrame({"y_true": y, "score_1": score, "score_0": 1 - score,
+                                  "age_group": group}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_the_threshold_suits_the_test_sets_group_mix_not_the_validation_sets():
+    val = _shifted_groups(900, 100)
+    plain = fairness.choose_threshold(val, positive="1")
+    balanced = ("age_group", {"young": 0.5, "old": 0.5})
+    mixed = fairness.choose_threshold(val, positive="1", mix=balanced)
+    test = _shifted_groups(500, 500, seed=1)
+    old = test[test["age_group"] == "old"]
+
+    def accuracy(rows, t):
+        return float(((rows["score_1"] >= t).astype(int) == rows["y_true"]).mean())
+
+    # Chosen for the young majority, the threshold calls most old patients positive.
+    assert accuracy(old, plain) < 0.5 < accuracy(old, mixed)
+    assert accuracy(test, mixed) > accuracy(test, plain)
+
+
+def test_a_group_mix_without_a_share_for_a_group_is_refused():
+    val = _shifted_groups(90, 10)
+    with pytest.raises(ValueError, match=r"no test share given for the age_group groups \['old'\]"):
+        fairness.choose_threshold(val, positive="1", mix=("age_group", {"young": 1.0}))
+    with pytest.raises(KeyError, match="no 'site' column"):
+        fairness.choose_threshold(val, positive="1", mix=("site", {"A": 1.0}))

@@ -98,10 +98,11 @@ def rater(data):
 
 def test_fit_rater_raises_the_epochs_to_its_fewest_steps(data, monkeypatch):
     train, val = data  # 96 images at batch 32: 3 steps an epoch
-    epochs = []
+    epochs, balanced_ = [], []
 
-    def record(make_model, train, val, *, attribute, config):
+    def record(make_model, train, val, *, attribute, config, balanced):
         epochs.append(config.epochs)
+        balanced_.append(balanced)
         return small_cnn(2), ("a", "b")
 
     monkeypatch.setattr("fairkit.rater.fit_attribute", record)
@@ -110,6 +111,7 @@ def test_fit_rater_raises_the_epochs_to_its_fewest_steps(data, monkeypatch):
         fit_rater(train, val, attribute="skin_group", make_model=small_cnn, config=config,
                   min_steps=min_steps)  # fmt: skip
     assert epochs == [10, 10, 11, 11, 2, 2, 2, 2]
+    assert all(balanced_)  # an instrument draws its classes equally often
 
 
 def test_features_are_frozen_eval_mode_and_report_their_length():

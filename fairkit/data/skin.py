@@ -16,6 +16,7 @@ from fairkit.data import render as R
 from fairkit.data.scm import SCM, Mechanism, by_value, categorical, softmax
 
 CLASSES = ("nevus", "melanoma", "bcc", "seborrheic_keratosis")
+MALIGNANT = ("melanoma", "bcc")
 SKIN_TYPES = ("I", "II", "III", "IV", "V", "VI")
 SITES = ("A", "B", "C", "X")  # X: the external site, reached by do(site="X")
 DEVICES = ("dermlite", "molemax", "phone", "heine")
@@ -100,8 +101,19 @@ def _diagnosis(v):
 
 
 def _hair(v):
-    p = np.where(v["sex"] == "M", 0.55, 0.15) + 0.002 * (v["age"] - 50)
+    # Terminal hair over the lesion in most men, few women (0.55 vs 0.15 before): chosen by the
+    # counterfactual-judge control, whose sex judge found "M" in 0.56 of exact do(sex=M) images.
+    p = np.where(v["sex"] == "M", 0.85, 0.1) + 0.002 * (v["age"] - 50)
     return np.where(v["u_hair"] < p, 0.35 + 0.65 * v["u_hair_amount"], 0.0)
+
+
+def _photoageing(v):
+    """Sun damage in [0, 1] that grows with age: solar lentigines (brown spots) on the skin.
+
+    Added for the counterfactual-judge control: without a sign of age, the age judge predicted
+    one group (hit rate 0.0 on exact do(age=75) images).
+    """
+    return np.clip((v["age"] - 30) / 45 + 0.08 * v["u_photo"], 0, 1)
 
 
 def _contrast(v):
@@ -118,10 +130,12 @@ def mechanisms() -> list[Mechanism]:
         Mechanism("sex", (), {"u_sex": u}, lambda v: np.where(v["u_sex"] < 0.5, "F", "M").astype(object), "patient", ("F", "M")),
         Mechanism("age", ("site",), {"u_age": n}, lambda v: np.clip(50 + 17 * v["u_age"] + 5 * (v["site"] == "X"), 18, 90).round(), "patient", bounds=(18, 90)),
         Mechanism("age_group", ("age",), {}, lambda v: np.where(v["age"] >= 60, "old", "young").astype(object), "patient", ("young", "old"), derived=True),
+        Mechanism("photoageing", ("age",), {"u_photo": n}, _photoageing, "appearance", bounds=(0, 1)),
         Mechanism("skin_type", ("site",), {"u_skin": u}, lambda v: categorical(v["u_skin"], by_value(v["site"], SKIN_TYPE_BY_SITE), SKIN_TYPES), "patient", SKIN_TYPES),
         Mechanism("skin_group", ("skin_type",), {}, lambda v: np.where(np.isin(v["skin_type"], SKIN_TYPES[:3]), "light", "dark").astype(object), "patient", ("light", "dark"), derived=True),
         Mechanism("ita", ("skin_type",), {"u_ita": n}, lambda v: by_value(v["skin_type"], ITA_CENTRE) + 5 * v["u_ita"], "appearance"),
         Mechanism("diagnosis", ("age", "sex", "skin_type"), {"u_dx": u}, _diagnosis, "disease", CLASSES),
+        Mechanism("malignancy", ("diagnosis",), {}, lambda v: np.where(np.isin(v["diagnosis"], MALIGNANT), "malignant", "benign").astype(object), "disease", ("benign", "malignant"), derived=True),
         Mechanism("lesion_size", ("diagnosis", "age"), {"u_size": n}, lambda v: np.clip(_features(v["diagnosis"], v["cfg"])[:, 0] * (1 + 0.18 * v["u_size"]) + 0.001 * (v["age"] - 50), 0.12, 0.6), "appearance", bounds=(0.12, 0.6)),
         Mechanism("asymmetry", ("diagnosis",), {"u_asym": n}, lambda v: np.clip(_features(v["diagnosis"], v["cfg"])[:, 1] + 0.05 * v["u_asym"], 0, 0.45), "appearance", bounds=(0, 0.45)),
         Mechanism("border", ("diagnosis",), {"u_border": n}, lambda v: np.clip(_features(v["diagnosis"], v["cfg"])[:, 2] + 0.03 * v["u_border"], 0, 0.3), "appearance", bounds=(0, 0.3)),
@@ -141,6 +155,10 @@ def render_batch(t, size: int) -> np.ndarray:
         ita_to_rgb(t["ita"].to_numpy(), 15 + 3 * t["u_b"].to_numpy(), 9 + 2 * t["u_a"].to_numpy())
     )
     img = skin * (1 + 0.05 * R.pick(R.smooth_bank(size, 0.25), t["tex_skin"]))
+    spots = (R.pick(R.smooth_bank(size, 0.045), t["tex_skin"]) > 1.2).float()
+    img = img + 0.6 * R.col(t["photoageing"]) * spots * (
+        R.rgb([[0.45, 0.3, 0.18]]) * img / 0.7 - img
+    )
 
     # The lesion: a radius modulated by low harmonics (asymmetry) and higher ones (border).
     cx, cy = R.col(0.25 * t["u_cx"]), R.col(0.25 * t["u_cy"])

@@ -15,6 +15,7 @@ from fairkit.plots.fairgen import (
 from fairkit.plots.metrics import (
     amplification_curves,
     claim_forest,
+    control_margins,
     group_intervals,
     method_table,
     shortcut_bars,
@@ -35,6 +36,7 @@ __all__ = [
     "flip_bars",  # how often decisions flip under an intervention, per group
     "group_bars",  # one bar per group and setting
     "claim_forest",  # each claim's primary endpoint against its smallest effect, by verdict
+    "control_margins",  # each testbed control's estimate against its gate, pass or fail
     "group_intervals",  # per-group values with 95% intervals, one panel per setting
     "image_grid",  # images in a labelled grid
     "improvement_forest",  # percent improvements with intervals, clipped axis, paper lines

@@ -216,3 +216,50 @@ def claim_forest(summary: pd.DataFrame, *, title: str):
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1), title="verdict")
     fig.tight_layout()
     return fig
+
+
+def control_margins(gates: pd.DataFrame, *, title: str = "Can this testbed test the claims?"):
+    """Each positive control's estimate minus its gate, with its 95% interval, pass or fail.
+
+    ``gates`` is ``studies.testbed.gates``'s table. Left, the controls in AUROC and accuracy
+    units; right, the oracle's recovery (a share of the loss, Fieller's interval, drawn to the
+    edge where unbounded). Right of zero the estimate passes its threshold; a control of one
+    seed has no interval and is drawn grey (not judged).
+    """
+    recovery = gates["control"].str.startswith("(b)").to_numpy()
+    parts = [(gates[~recovery], "AUROC loss, balanced accuracy, hit rate"),
+             (gates[recovery], "share of the minority's loss recovered")]  # fmt: skip
+    heights = [max(len(p), 1) for p, _ in parts]
+    fig, axes = plt.subplots(2, 1, figsize=(11, 0.38 * len(gates) + 2.6), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})  # fmt: skip
+    for ax, (part, unit) in zip(axes[:, 0], parts, strict=True):
+        _margins(ax, part, unit)
+    axes[0, 0].set_title(title)
+    axes[0, 0].legend(frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig
+
+
+def _margins(ax, gates: pd.DataFrame, unit: str) -> None:
+    """One panel of ``control_margins``: points, intervals and the gate line."""
+    shift = {c: (gates[c] - gates["threshold"]).to_numpy(float) for c in ("value", "lo", "hi")}
+    finite = np.concatenate([v[np.isfinite(v)] for v in shift.values()] + [np.array([-0.1, 0.1])])
+    edge = float(np.abs(finite).max()) * 1.05
+    value = shift["value"]
+    lo, hi = (np.clip(shift[c], -edge, edge) for c in ("lo", "hi"))  # NaN stays NaN: no bar
+    y = np.arange(len(gates))
+    status = gates["passes"].map({True: "passes", False: "fails"}).fillna("not judged (one seed)")
+    colours = {"passes": "#1b7837", "fails": "#d6604d", "not judged (one seed)": "0.55"}
+    ax.axvline(0, color="0.3", lw=1, label="gate (threshold)")
+    for name, colour in colours.items():
+        m = (status == name).to_numpy()
+        if m.any():
+            err = np.vstack([value[m] - lo[m], hi[m] - value[m]])
+            err = np.where(np.isfinite(err), err, 0).clip(min=0)
+            ax.errorbar(value[m], y[m], xerr=err, fmt="o", capsize=3, color=colour, label=name)
+    labels = [f"{m} · {c}" for m, c in zip(gates["modality"], gates["control"], strict=True)]
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlim(-edge, edge)
+    ax.set_xlabel(f"estimate − threshold ({unit})")
+    ax.tick_params(axis="y", labelsize=9)

@@ -25,7 +25,7 @@ from fairkit.experiment import Experiment, Scenario
 from fairkit.fairness import Report, metric_rows
 from fairkit.methods import Augment, MethodPredictions
 from fairkit.models import diffusion
-from fairkit.rater import Rater, rate_pairs
+from fairkit.rater import Rater, fit_rater, rate_pairs
 from fairkit.synthesis import missing_cells, synthesise
 from fairkit.training import (
     DiffusionConfig,
@@ -285,14 +285,24 @@ def population_draw(scenario: Scenario, n: int, *, seed: int) -> Cohort:
     return with_finding(e.binary(cohort))
 
 
-def judge_cohort(scenario: Scenario, *, seed: int) -> Cohort:
-    """The judges' training images: a fresh draw as large as the training set.
+JUDGE_DRAW = 4  # the judges learn from a fresh draw this many times FairGen's training set
 
-    Independent of the rater's images (so a model aligned to the rater is not graded by it), and
-    with the population's share of the minority, not the biased training set's: trained on the
-    250 validation images of quick mode, the judges mostly predicted one class.
+
+def fit_judges(scenario: Scenario, *, settings: Settings, seed: int) -> Rater:
+    """The judges: group and finding classifiers of real images, the manipulation checks' eyes.
+
+    Trained on a fresh population draw (``JUDGE_DRAW`` times the training set, so independent of
+    the rater's images: a model aligned to the rater is not graded by it), selected on another
+    fresh draw, classes drawn equally often, for ``fairgen_rater_steps`` steps at least. The
+    population's share of the minority, not the biased training set's: trained on the biased
+    validation images, or on one training set's worth of images, MRI's judges predicted one
+    class (balanced accuracy 0.5; the instrument control, ``fairkit.studies.testbed``).
     """
-    return population_draw(scenario, len(scenario.train), seed=seeds.stream(seed, "judges"))
+    n = JUDGE_DRAW * len(scenario.train)
+    draw = population_draw(scenario, n, seed=seeds.stream(seed, "judges"))
+    val = population_draw(scenario, len(scenario.val), seed=seeds.stream(seed, "judges val"))
+    return fit_rater(draw, val, attribute=scenario.attribute, make_model=scenario.make_model,
+                     config=scenario.config(), min_steps=settings.fairgen_rater_steps)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the oracle

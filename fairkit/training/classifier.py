@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -466,15 +466,20 @@ def fit_attribute(
     *,
     attribute: str,
     config: TrainConfig,
+    balanced: bool = False,
 ) -> tuple[nn.Module, tuple[str, ...]]:
     """A classifier of a metadata attribute from the image (a group, sex, age group...).
 
     ``make_model(n_classes)`` builds the network; the classes are the attribute's sorted values.
-    Used for SPARE's group classifier and to check counterfactual images.
+    Used for SPARE's group classifier and to check counterfactual images. ``balanced`` draws
+    each class equally often: an instrument (a judge, the rater) must not learn to predict the
+    common class (MRI's judges, trained without, predicted one class: balanced accuracy 0.5).
     """
     classes = tuple(sorted(train.meta[attribute].astype(str).unique()))
     if len(classes) < 2:
         raise ValueError(f"{attribute} has a single value {classes}; nothing to classify")
+    if balanced:
+        config = replace(config, sampling="group_balanced", group_column=attribute)
     result = fit(
         make_model(len(classes)),
         train.relabel(attribute, classes),

@@ -414,3 +414,24 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(cohorts, tmp
         fit(net, cohorts["train"], config=checkpointed(taken), val=cohorts["val"])
     assert str(taken) in str(refused.value) and "\n" not in str(refused.value)
     assert forwards == []
+
+
+def test_a_balanced_attribute_classifier_draws_each_class_equally_often(cohorts, monkeypatch):
+    train, val = cohorts["train"], cohorts["val"]  # old patients are a quarter of training
+    seen = {}
+
+    def record(net, cohort, *, config, val):
+        seen["config"] = config
+        return classifier.TrainResult(model=net, history=None, best_epoch=0, config=config)
+
+    monkeypatch.setattr(classifier, "fit", record)
+    config = TrainConfig(epochs=1, batch_size=32, progress=False)
+    classifier.fit_attribute(lambda k: model(), train, val, attribute="age_group", config=config)
+    assert seen["config"].sampling == "uniform"
+    classifier.fit_attribute(lambda k: model(), train, val, attribute="age_group", config=config,
+                             balanced=True)  # fmt: skip
+    balanced = seen["config"]
+    assert (balanced.sampling, balanced.group_column) == ("group_balanced", "age_group")
+    codes = torch.as_tensor((train.meta["age_group"] == "old").to_numpy().astype(np.int64))
+    drawn = codes[list(classifier.EpochOrder(codes, 2, balanced))]
+    assert codes.float().mean() < 0.3 and 0.4 < drawn.float().mean() < 0.6
