@@ -32,7 +32,7 @@ book: setup
 # count, same numbers), and two single-thread workers were no faster on these chapters.
 SEEDS ?= 0,1,2,3,4
 WORKERS ?= 1
-STUDY := 02_bias 03_spare 04_counterfactuals 05_fairgen 06_pipeline
+STUDY := 01_data 02_bias 03_spare 04_counterfactuals 05_fairgen 06_pipeline
 study: setup
 	for chapter in $(STUDY); do \
 		$(PY) -m fairkit sweep notebooks/$$chapter.py -g mode=$(MODE) -g seed=$(SEEDS) \
