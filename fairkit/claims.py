@@ -335,7 +335,7 @@ CLAIMS = (
     *(_synthfair(i, d) for i, d in (("do(skin type)", ("dark → light", "light → dark")),
                                     ("do(sex)", ("F → M", "M → F")),
                                     ("do(age)", ("old → young", "young → old")),
-                                    ("do(disease)", ("→ melanoma", "→ nevus")))),
+                                    ("do(disease)", ("benign → malignant", "malignant → benign")))),
     _fairgen("skin", "Real + preference-aligned synthetic images of the rare cells narrow the "
              f"per-group accuracy gap over real-only training (skin; paper: {FAIRGEN_PAPER['skin']}%)"),
     _fairgen("skin", f"The same, on skin at the chapter's larger CPU setting "

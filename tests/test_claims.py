@@ -187,3 +187,19 @@ def test_evidence_rows_weigh_each_cell_by_its_images_and_skip_ungraded_cells():
                              "value": [0.50, 0.56], "seed": 3})  # fmt: skip
     aligned = evidence.alignment_rows(accuracy)
     assert aligned["value"].item() == pytest.approx(0.06) and aligned["seed"].item() == 3
+
+
+def test_synthfair_claims_name_the_directions_chapter_4_grades():
+    """Each SynthFair claim's gates read the direction labels chapter 4 writes (judged attribute)."""
+    from fairkit import counterfactual as cf
+    from fairkit.data import synth
+
+    cohort = synth.generate("skin", 64, seed=0, image_size=16)
+    for name, do in cf.skin_interventions(cohort.meta).items():
+        attribute = cf.JUDGED[name]
+        exact = synth.counterfactual(cohort, do)
+        written = set(cf.direction(cohort.meta[attribute], exact.meta[attribute]))
+        claim = next(c for c in claims.CLAIMS if c.chapter == "04_counterfactuals"
+                     and name in c.claim)  # fmt: skip
+        named = {gate.rows.group for gate in claim.gates}
+        assert named <= written and len(named) == 2, (name, named, written)
