@@ -162,7 +162,10 @@ def test_todays_kept_sweeps_leave_fairgen_and_synthfair_untestable_with_the_fail
     for row in synthfair.itertuples():
         failed = "✗" in row.gates
         assert (row.verdict == "untestable here") == failed
-    assert (synthfair["verdict"] == "untestable here").sum() >= 3  # sex, age, disease judges
+    # The calibrated judges (chapter 1's control (d)) pass their gates for age and disease now:
+    # those claims are judged; before the calibration their judges failed and they were not.
+    judged_now = [c for c, v in synthfair["verdict"].items() if v != "untestable here"]
+    assert any("do(age)" in c for c in judged_now) and any("do(disease)" in c for c in judged_now)
 
 
 def test_fairgens_improvement_is_secondary_and_says_where_the_papers_number_lies():
