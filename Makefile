@@ -33,9 +33,11 @@ book: setup
 SEEDS ?= 0,1,2,3,4
 WORKERS ?= 1
 STUDY := 01_data 02_bias 03_spare 04_counterfactuals 05_fairgen 06_pipeline
+# Each chapter is swept at the mode a reader of MODE pools (FairGen's chapters: the study setting).
 study: setup
 	for chapter in $(STUDY); do \
-		$(PY) -m fairkit sweep notebooks/$$chapter.py -g mode=$(MODE) -g seed=$(SEEDS) \
+		mode=$$($(PY) -c "from fairkit.config import swept_mode; print(swept_mode('$$chapter', '$(MODE)'))"); \
+		$(PY) -m fairkit sweep notebooks/$$chapter.py -g mode=$$mode -g seed=$(SEEDS) \
 			--runs-root results --tables-only --workers $(WORKERS) || exit 1; done
 
 bench: setup

@@ -86,11 +86,11 @@ def dpo_step(args, device: str) -> None:
     codes = model.conditions.codes(cohort.meta.iloc[: args.pairs]).to(device)
     noise = torch.randn_like(x_w)
     t = torch.randint(1000, (args.pairs,), device=device)
-    add_noise = DDPMScheduler(**model.noise_schedule).add_noise
+    scheduler = DDPMScheduler(**model.noise_schedule)
 
     def plain():
         both = torch.cat([noise, noise])
-        predicted = model(add_noise(x, both, torch.cat([t, t])), torch.cat([t, t]),
+        predicted = model(scheduler.add_noise(x, both, torch.cat([t, t])), torch.cat([t, t]),
                           torch.cat([codes, codes]))  # fmt: skip
         loss = torch.nn.functional.mse_loss(predicted, both)
         optimizer.zero_grad(set_to_none=True)
@@ -98,9 +98,9 @@ def dpo_step(args, device: str) -> None:
         optimizer.step()
 
     def dpo():
-        model_w, model_l = pair_errors(model, x_w, x_l, codes, noise, t, add_noise=add_noise)
+        model_w, model_l = pair_errors(model, x_w, x_l, codes, noise, t, scheduler=scheduler)
         with torch.no_grad():
-            ref_w, ref_l = pair_errors(reference, x_w, x_l, codes, noise, t, add_noise=add_noise)
+            ref_w, ref_l = pair_errors(reference, x_w, x_l, codes, noise, t, scheduler=scheduler)
         loss = dpo_loss(model_w, model_l, ref_w, ref_l, beta=5000.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fairkit.config import FAIRGEN_LARGER, FAIRGEN_PAPER
+from fairkit.config import FAIRGEN_LARGER, FAIRGEN_PAPER, MANIPULATION
 from fairkit.verdicts import (
     ALPHA,
     MIN_SEEDS,
@@ -210,7 +210,7 @@ FAIRFM = "Queiroz et al. 2025 (fair foundation models review)"
 METRIC_SESOI = 0.02
 CEILING_SESOI = 0.2
 PROBE_MARGIN = 0.05  # SSL gate: the probe's AUROC at most 0.05 below supervised in each group
-AGREEMENT = 0.8  # manipulation / instrument gates: judges see the intended value in ≥ 80%
+AGREEMENT = 0.8  # instrument gates: judges see the intended value in ≥ 80%
 MINORITY = {"skin": "dark", "cxr": "F", "mri": "old"}  # each modality's under-served group
 
 
@@ -220,17 +220,25 @@ def _spare(claim: str, family: str, rows: Rows, predicts: str, *, secondary=(), 
 
 
 def _fairgen_gates(modality: str) -> tuple[Gate, ...]:
-    """Before FairGen is judged on a modality: the oracle works, DPO aligned, the images show it."""
+    """Before FairGen is judged on a modality: the oracle works, DPO aligned, the images show it.
+
+    The manipulation checks read the worst of the minority's cells (``fairgen.MANIPULATION``).
+    """
     setting, group = f"{modality}, test", MINORITY[modality]
+    synthetic = f"{modality}, synthetic"
     return (
         Gate("positive control: the oracle (real images of the same cells) narrows the gap",
              Rows("fairgen", setting, "oracle", "real only", "gap_accuracy"), above=False),
         Gate(f"manipulation check: DPO raises held-out preference accuracy for {group}",
              Rows("alignment", f"{modality}, held-out pairs", "dpo", "unaligned",
                   "preference_accuracy", group), above=True),
-        Gate(f"manipulation check: judges see {group} in the synthetic {group} images",
-             Rows("manipulation", f"{modality}, synthetic", "dpo", "intended",
-                  "group_agreement", group), above=True, bound=AGREEMENT),
+        Gate(f"manipulation check: judges see {group} in each cell of the synthetic {group} images",
+             Rows("manipulation", synthetic, "dpo", "intended", "group_agreement", group),
+             above=True, bound=MANIPULATION["group"]),
+        Gate(f"manipulation check: judges see the finding in synthetic {group} images almost as "
+             "in real ones",
+             Rows("manipulation", synthetic, "dpo", "real", "finding_shortfall", group),
+             above=False, bound=MANIPULATION["finding"]),
     )  # fmt: skip
 
 
@@ -239,6 +247,8 @@ def _fairgen(modality: str, claim: str, *, sweep: str = "defaults") -> Claim:
 
     The source never defines its "improvement"; we read it as the relative reduction of the
     per-group accuracy gap and show it as a secondary row (a ratio of means over all seeds).
+    The AUROC gap, which no threshold sets, stands beside the accuracy gap: an accuracy gap that
+    narrows while the AUROC gap does not may be an operating point's doing.
     """
     setting = f"{modality}, test"
     gap = Rows("fairgen", setting, "dpo", "real only", "gap_accuracy")
@@ -247,6 +257,7 @@ def _fairgen(modality: str, claim: str, *, sweep: str = "defaults") -> Claim:
         Endpoint(gap, "better", METRIC_SESOI, levelling="accuracy"),
         secondary=(Rows("fairgen", setting, "dpo", "real only", "improvement",
                         size=FAIRGEN_PAPER[modality]),
+                   Rows("fairgen", setting, "dpo", "real only", "gap_auroc"),
                    Rows("fairgen", f"{modality}, external", "dpo", "real only", "gap_accuracy")),
         gates=_fairgen_gates(modality), sweep=sweep,
     )  # fmt: skip
@@ -280,7 +291,8 @@ def _ssl(modality: str) -> Claim:
         "SSL fairer",
         Endpoint(Rows("pipeline", setting, probe, "supervised", "gap_accuracy"), "better",
                  METRIC_SESOI, levelling="accuracy"),
-        secondary=(Rows("pipeline", setting, probe, "supervised", "equalized_odds"),
+        secondary=(Rows("pipeline", setting, probe, "supervised", "gap_auroc"),
+                   Rows("pipeline", setting, probe, "supervised", "equalized_odds"),
                    Rows("pipeline", setting, "fine-tune, same_site", "supervised", "gap_accuracy")),
         gates=tuple(Gate(f"the probe is a competent model: its {g} AUROC is near supervised's",
                          Rows("pipeline", setting, probe, "supervised", "auroc", g),

@@ -7,9 +7,9 @@ script can use the package without papermill.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-MODES = ("smoke", "quick", "full")
+MODES = ("smoke", "quick", "study", "full")
 DEVICES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -37,7 +37,9 @@ class Settings:
     fairgen_diffusion_steps: int  # optimiser steps of each of FairGen's diffusion models
     fairgen_diffusion_batch: int  # images per step (quick: more, smaller steps learn faster)
     fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
-    fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO
+    fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO (each candidate of the search)
+    fairgen_betas: tuple[float, ...]  # the search's preference strengths beta (``align_tuned``)
+    fairgen_lrs: tuple[float, ...]  # and its learning rates: every (beta, lr) is one candidate
     fairgen_rater_steps: int  # fewest optimiser steps of each of the rater's classifiers
     ssl_pool: int  # unlabelled images a self-supervised encoder pretrains on
     ssl_steps: int  # its SimCLR optimiser steps
@@ -69,6 +71,8 @@ SETTINGS = {
         fairgen_diffusion_batch=64,
         fairgen_pairs=8,
         fairgen_dpo_steps=4,
+        fairgen_betas=(2000.0,),
+        fairgen_lrs=(1e-4,),
         fairgen_rater_steps=10,
         ssl_pool=128,
         ssl_steps=3,
@@ -98,6 +102,8 @@ SETTINGS = {
         fairgen_diffusion_batch=32,
         fairgen_pairs=24,
         fairgen_dpo_steps=50,
+        fairgen_betas=(2000.0,),  # one candidate: quick mode shows the study sweep's search
+        fairgen_lrs=(1e-4,),
         fairgen_rater_steps=300,  # 5 epochs of 1,000 images are 160: MRI's collapse to one class
         ssl_pool=4000,
         ssl_steps=300,
@@ -127,6 +133,8 @@ SETTINGS = {
         fairgen_diffusion_batch=256,
         fairgen_pairs=500,
         fairgen_dpo_steps=2000,
+        fairgen_betas=(500.0, 2000.0, 8000.0),
+        fairgen_lrs=(3e-5, 1e-4),
         fairgen_rater_steps=300,
         ssl_pool=100000,
         ssl_steps=20000,
@@ -137,11 +145,37 @@ SETTINGS = {
 }
 
 
+# The size the kept sweeps of FairGen's chapters use on a 2-core CPU: quick mode's, with FairGen
+# at 32 px. Chosen by the controls alone (chapter 1, ``fairkit.studies.testbed``): at 16 px the
+# chest X-ray judge of the finding reached 0.827 balanced accuracy, below the 0.85 an instrument
+# needs (0.851 at 32 px); 250 pairs a cell keep 200 test pairs a group (``fairgen.PAIR_SPLITS``)
+# to measure alignment; the generator trains until the judges see the intended group in its
+# images (0.92-0.97 of skin's at 1,500 steps: the manipulation check, chapter 5); DPO and its
+# reference-free form each search six (beta, lr) candidates on validation pairs.
+SETTINGS["study"] = replace(
+    SETTINGS["quick"],
+    fairgen_size=32,
+    fairgen_diffusion_steps=1500,
+    fairgen_pairs=250,
+    fairgen_dpo_steps=60,
+    fairgen_betas=(500.0, 2000.0, 8000.0),
+    fairgen_lrs=(3e-5, 1e-4),
+)
+# The chapters that read FairGen's sizes: their kept sweeps run at ``study``, which a quick run
+# of them reads. The others' quick sizes are the study setting's (the two differ only in
+# FairGen's fields), so their kept sweeps are quick mode's.
+STUDY_CHAPTERS = ("01_data", "05_fairgen")
+
+
 # The judges (chapters 4 and 5's instruments) learn from a fresh draw of the causal model this many
 # times the chapter's training set: on one training set's worth, the skin disease judge found
 # "malignant" in 0.60 of exact benign -> melanoma counterfactuals and MRI's finding judge
 # predicted one class; on four, 0.91 (the instrument controls, ``fairkit.studies.testbed``).
 JUDGE_DRAW = 4
+# FairGen's manipulation checks (``studies.fairgen.manipulation_checks``, the claims' gates): in
+# each cell, the judges see the intended group in at least 0.85 of the generated images, and the
+# intended finding at most 0.10 below their agreement on real images of the cell.
+MANIPULATION = {"group": 0.85, "finding": 0.10}
 FAIRGEN_PAPER = {"skin": 95.9, "cxr": 80.0, "mri": 35.2}  # FairGen's improvement of the gap, %
 
 # Chapter 5's larger setting, still on a CPU (its notebook parameters): skin only, six times quick
@@ -151,10 +185,15 @@ FAIRGEN_LARGER = {"modalities": ["skin"], "n_train": 6000, "n_test": 4000, "gene
 
 
 def settings(mode: str) -> Settings:
-    """Return the sizes of ``mode`` (one of ``smoke``, ``quick``, ``full``)."""
+    """Return the sizes of ``mode`` (one of ``MODES``)."""
     if mode not in SETTINGS:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     return SETTINGS[mode]
+
+
+def swept_mode(chapter: str, mode: str) -> str:
+    """The mode of the kept sweep that a run of ``chapter`` in ``mode`` reads its verdicts from."""
+    return "study" if mode == "quick" and chapter in STUDY_CHAPTERS else mode
 
 
 def resolve_device(device: str) -> str:

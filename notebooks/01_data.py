@@ -168,9 +168,10 @@ gates = None if pooled is None else testbed.gates(testbed.pooled(pooled))
 if gates is None:
     display(Markdown("No controls to show: no kept sweep, and `run_controls` is off."))
 else:
-    seeds_pooled = int(gates["seeds"].max())
-    display(Markdown(f"Pooled over **{seeds_pooled}** seed(s) at {run.settings.image_size} px "
-                     f"(judges at {run.settings.fairgen_size} px), {mode} sizes:"))  # fmt: skip
+    at = (runs.scale(runs.RESULTS, "01_data", sweep) if sweep is not None
+          else f"this run: {mode} mode, {run.settings.image_size} px")  # fmt: skip
+    display(Markdown(f"Pooled over **{int(gates['seeds'].max())}** seed(s); {at}; the judges at "
+                     "FairGen's image size:"))  # fmt: skip
     display(
         gates.assign(estimate=verdicts.with_intervals(gates))
         .set_index(["modality", "control"])[["estimate", "threshold", "passes", "margin"]]

@@ -47,19 +47,18 @@ seed = 0
 device = "auto"
 modalities = ["skin", "cxr", "mri"]
 minority_fraction = 0.1
-image_size = None  # None: the mode's (quick: 16 px, three diffusion models on a CPU; full: 64)
+image_size = None  # None: the mode's (quick: 16 px; study, the kept sweep's: 32; full: 64)
 n_train = None  # real training images; None: the mode's (quick: 1,000; full: 40,000)
 n_test = None  # test and external-site images; None: the mode's (quick: 1,000)
-generator_steps = None  # optimiser steps of each diffusion model; None: the mode's (quick: 600)
+generator_steps = None  # optimiser steps of each diffusion model; None: the mode's (study: 1,500)
 rule = "sqrt_inverse"
 agreement = 0.85
-beta = 2000.0
 variant = "dpo"  # FairGen's aligned model in the verdicts; both variants are always trained
-guidance = 2.0
+guidance = 4.0  # chosen by the manipulation check: at 2.0 skin's dark benign images fell short
 sampler = "dpmsolver_sde"  # SDE-DPM-Solver++; "dpmsolver" (the ODE form) loses the group
 sampling_steps = 20
-betas = [200.0, 2000.0, 20000.0]
-run_beta_sweep = None  # None: in full mode only (two more alignments per β); quick: the sweep's
+betas = None  # the alignment search's β; None: the mode's (study: 500, 2000, 8000; quick: 2000)
+learning_rates = None  # and its learning rates; None: the mode's (study: 3e-5, 1e-4; quick: 1e-4)
 
 # %% [raw] tags=["parameter-rules", "remove-cell"]
 # modalities: non-empty, distinct, each one of skin, cxr, mri
@@ -70,31 +69,29 @@ run_beta_sweep = None  # None: in full mode only (two more alignments per β); q
 # generator_steps: None or int in [1, 100000]
 # rule: one of sqrt_inverse, inverse
 # agreement: in [0.5, 1]
-# beta: > 0
 # variant: one of dpo, reference_free
 # guidance: >= 0
 # sampler: one of dpmsolver_sde, dpmsolver, ddim, ddpm
 # sampling_steps: in [1, 1000]
-# betas: non-empty, each > 0
-# run_beta_sweep: None or bool
+# betas: None or non-empty, each float > 0; None is the mode's fairgen_betas
+# learning_rates: None or non-empty, each float > 0; None is the mode's fairgen_lrs
 
 # %%
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from fairkit import claims, plots, runs, verdicts
 from fairkit import rater as raters
 from fairkit.config import FAIRGEN_LARGER
-from fairkit.fidelity import attribute_agreement, cell_fidelity, nearest_training
+from fairkit.fidelity import cell_fidelity, nearest_training
 from fairkit.studies import fairgen as study
 from fairkit.synthesis import synthesise
 
 run = runs.start()
 run.banner()
 s = study.sized(run.settings, image_size=image_size, n_train=n_train, n_test=n_test,
-                generator_steps=generator_steps)  # fmt: skip
-run_beta_sweep = mode == "full" if run_beta_sweep is None else run_beta_sweep
+                generator_steps=generator_steps, betas=betas,
+                learning_rates=learning_rates)  # fmt: skip
 scenarios = {
     m: study.setting(
         m,
@@ -127,7 +124,11 @@ display(
 # %% [markdown]
 # ## The generator and the rater
 # One conditional diffusion model per modality, of (group, finding), trained on the biased
-# training set. The rater's two classifiers are trained on the same real training images; its
+# training set. It predicts the velocity v rather than the noise, with a UNet level per halving
+# of the image down to 8 px: predicting the noise, the small generators at 32 px drew skin in
+# colours no patient has and the judges saw the intended group in only 0.6–0.75 of their images
+# (`study.GENERATOR` says what each choice did; only this manipulation check chose them). The
+# rater's two classifiers are trained on the same real training images; its
 # realism is exp(−d/scale), d the distance to the nearest real training image in the pathology
 # classifier's feature space. Like every instrument of the study, the rater is validated first:
 # on held-out real test images each classifier's balanced accuracy must lie above chance, and a
@@ -160,43 +161,62 @@ validity = run.save_table(pd.concat(validity, ignore_index=True), "instrument_va
 display(validity.set_index(["modality", "instrument", "component"]).round(3))
 
 # %% [markdown]
-# ## Preference pairs and alignment
+# ## Preference pairs and alignment, tuned on its own objective
 # For every cell the unaligned model draws pairs of images; the rater prefers the better-scored
 # one, but disagrees with its own scores on 1 − `agreement` of the pairs (a panel of physicians
-# agrees on about 70–90% of pairs). A quarter of the pairs of each cell is held out. Both
-# variants are then fine-tuned from the unaligned model: Diffusion-DPO (the frozen unaligned
-# model as reference, loss averaged per pair) and the reference-free form. *Preference accuracy*
-# is how often a model denoises the held-out winner better than the loser (the same noise and
-# timestep for both): its own likelihood ranking of the pair, which alignment should move
-# towards the rater's.
+# agrees on about 70–90% of pairs). Each cell's pairs are split: two fifths to align with, one
+# fifth to choose the alignment's settings on (validation), two fifths to measure it (test; the
+# study setting's 250 pairs a cell give 200 test pairs a group).
+# *Preference accuracy* is how often a model denoises a pair's winner better than its loser
+# (the same noise and timestep for both): its own likelihood ranking of the pair, which
+# alignment should move towards the rater's.
+#
+# Both variants start from the unaligned model: Diffusion-DPO (the frozen unaligned model as
+# reference, loss averaged per pair) and the reference-free form FairGen's code uses. Each gets
+# the same search: every (β, learning rate) of the mode's grid, the one that ranks the
+# validation pairs best is kept. The choice reads only the alignment's own objective on
+# validation pairs, never the test pairs or a fairness endpoint. Diffusion-DPO's β of a few
+# thousand was set for latent models of Stable Diffusion; our errors are means over a small
+# pixel image, so the scale is searched, not assumed.
 
 # %%
-preference_sets, aligned, alignment, agreement_seen = {}, {}, [], []
+preference_sets, aligned, alignment, searches, agreement_seen = {}, {}, [], [], []
 for m, sc in scenarios.items():
     pairs, images = study.preference_set(generators[m], raters_[m], sc, per_cell=s.fairgen_pairs,
                                          agreement=agreement, guidance=guidance, sampler=sampler,
                                          seed=seed)  # fmt: skip
-    fit_pairs, test_pairs = study.held_out(pairs, fraction=0.25, seed=seed)
-    preference_sets[m] = (fit_pairs, test_pairs, images)
-    agreement_seen.append(
-        {"modality": m, "pairs": len(pairs), "realised agreement": 1 - pairs["flipped"].mean()}
-    )
+    preference_sets[m] = study.split_pairs(pairs, seed=seed), images
+    agreement_seen.append({"modality": m, "pairs": len(pairs),
+                           "realised agreement": 1 - pairs["flipped"].mean(),
+                           **{f"{k} pairs": len(v) for k, v in preference_sets[m][0].items()}})  # fmt: skip
     aligned[m] = {"unaligned": generators[m]}
     for name in MODELS[1:]:
-        aligned[m][name], _ = study.align(generators[m], fit_pairs, images, variant=name, beta=beta,
-                                          steps=s.fairgen_dpo_steps, seed=seed, device=run.device,
-                                          checkpoint_dir=run.dir / m / name)  # fmt: skip
-    alignment.append(study.alignment_table(aligned[m], test_pairs, images, attribute=sc.attribute,
-                                           seed=seed).assign(modality=m))  # fmt: skip
+        aligned[m][name], search = study.align_tuned(generators[m], *preference_sets[m], variant=name,
+                                                     settings=s, seed=seed, device=run.device,
+                                                     checkpoint_dir=run.dir / m / name)  # fmt: skip
+        searches.append(search.assign(modality=m))
+    alignment.append(study.alignment_table(aligned[m], preference_sets[m][0]["test"], images,
+                                           attribute=sc.attribute, seed=seed).assign(modality=m))  # fmt: skip
+searches = run.save_table(pd.concat(searches, ignore_index=True), "alignment_search")
 alignment = run.save_table(pd.concat(alignment, ignore_index=True), "preference_accuracy")
 display(pd.DataFrame(agreement_seen).set_index("modality").round(3))
-run.save_figure(
-    plots.preference_accuracy(
-        alignment.replace({"model": {"unaligned": "before"}}),
-        title="Held-out preference pairs ranked as the rater did",
-    ),
-    "preference_accuracy",
+display(run.save_figure(plots.alignment_search(searches, title="The search: validation pairs ranked "
+                                               "as the rater did, per (β, learning rate)"),
+                        "alignment_search"))  # fmt: skip
+display(
+    run.save_figure(
+        plots.preference_accuracy(
+            alignment.replace({"model": {"unaligned": "before"}}),
+            title="Test pairs ranked as the rater did, per group (chosen settings)",
+        ),
+        "preference_accuracy",
+    )
 )
+moved = alignment[alignment["model"] != "unaligned"]
+display(Markdown("**The alignment's effect** on the test pairs: preference accuracy minus the "
+                 "unaligned model's on the same pairs, with its 95% interval."),
+        moved.assign(change=[verdicts.interval(r.gain, r.gain_lo, r.gain_hi) for r in moved.itertuples()])
+        [["modality", "model", "group", "n", "change"]].set_index(["modality", "model", "group"]))  # fmt: skip
 
 # %% [markdown]
 # ## Balanced synthesis
@@ -242,27 +262,44 @@ display(run.save_figure(plots.rater_scores(scores[scores["component"] == "score"
                                            title="The rater's score of the synthetic images, per group"),
                         "rater_scores"))  # fmt: skip
 m0 = modalities[0]
-rare = study.rare_cell(scenarios[m0])
-display(
-    run.save_figure(
-        plots.image_grid(
-            np.stack([study.cell_images(synthetic[m0][n], rare, k=6) for n in ("oracle", *MODELS)]),
-            row_labels=["oracle (real)", *MODELS],
-            title=f"{m0}: the rarest cell ({', '.join(rare.values())}), real and generated",
-        ),
-        "samples",
+for m, sc in scenarios.items():
+    shown = {"real (oracle)": synthetic[m]["oracle"], **{n: synthetic[m][n] for n in MODELS}}
+    images, labels = study.cell_rows(shown, study.rare_cells(sc), k=8)
+    title = f"{m}: the minority's cells, real and generated ({s.fairgen_size} px)"
+    display(
+        run.save_figure(plots.image_grid(images, row_labels=labels, title=title), f"samples_{m}")
     )
-)
+
+# %% [markdown]
+# ## Manipulation checks: does each generator make what it was asked for?
+# Before the synthetic images are used, the **judges** (independent classifiers of real images)
+# say whether they show what they were generated for. In each cell a generator passes when the
+# judges see the intended group in at least 85% of its images, and the intended finding no
+# more than 10 points below their agreement on real test images of the same cell (the finding
+# judge errs on real images too: that is its ceiling). A judge that is not above chance on real
+# test images grades nothing (an empty cell), and its cells fail. Only these checks, never the
+# downstream fairness, decide whether a generator can be judged (the claims' gates below).
+
+# %%
+manipulation = []
+for m, sc in scenarios.items():
+    judged = validity[(validity["modality"] == m) & (validity["instrument"] == "judges")]
+    manipulation.append(
+        study.manipulation_checks(judges[m], {n: synthetic[m][n] for n in MODELS}, sc.test,
+                                  attribute=sc.attribute, validity=judged).assign(modality=m)
+    )  # fmt: skip
+manipulation = run.save_table(pd.concat(manipulation, ignore_index=True), "manipulation")
+display(run.save_figure(plots.cell_heatmaps(manipulation, value="group_agreement", cbar_label="judge agreement (0–1)",
+                                            title="The judges see the intended group (pass: ≥ 0.85)"), "group_agreement"))  # fmt: skip
+shown = ["group_agreement", "finding_agreement", "real_finding_agreement", "n", "passes"]
+display(manipulation.set_index(["modality", "model", "group", "finding"])[shown].round(3))
 
 # %% [markdown]
 # ## Fidelity per cell
 # Fréchet distance and KID between each cell's synthetic and real training images, in the
 # feature space of the rater's pathology classifier (trained on the real cohort; no downloaded
 # Inception network). Both are biased upwards when a cell has few images, so compare models
-# within a cell, not cells with each other. Beside them, the **judges'** attribute agreement:
-# how often an independent classifier finds the group and the finding the image was made for;
-# a judge whose balanced accuracy on real test images is not above chance is withheld (an
-# empty cell), as in chapter 4.
+# within a cell, not cells with each other.
 
 # %%
 fidelity = []
@@ -271,20 +308,12 @@ for m, sc in scenarios.items():
     by = [sc.attribute, study.FINDING]
     for name in MODELS:
         cells_ = cell_fidelity(raters_[m].features, real, synthetic[m][name], by=by)
-        agree = study.withheld(
-            attribute_agreement(judges[m], synthetic[m][name], by=by),
-            validity[(validity["modality"] == m) & (validity["instrument"] == "judges")],
-        )
         fidelity.append(
-            cells_.merge(agree, on=by)
-            .rename(columns={sc.attribute: "group"})
-            .assign(modality=m, model=name)
+            cells_.rename(columns={sc.attribute: "group"}).assign(modality=m, model=name)
         )
 fidelity = run.save_table(pd.concat(fidelity, ignore_index=True), "fidelity")
 display(run.save_figure(plots.cell_heatmaps(fidelity, value="fid", cbar_label="Fréchet distance (features)",
                                             title="Fréchet distance to the real images, per cell"), "fid"))  # fmt: skip
-display(run.save_figure(plots.cell_heatmaps(fidelity, value="group_agreement", cbar_label="judge agreement",
-                                            title="The judges find the intended group"), "group_agreement"))  # fmt: skip
 
 # %% [markdown]
 # ## Privacy: copies of training images?
@@ -343,31 +372,19 @@ display(run.save_figure(plots.improvement_forest(gains, title="Reduction of the 
                         "improvement"))  # fmt: skip
 
 # %% [markdown]
-# ## How strongly to prefer: β
-# β weighs the preferences against staying near the reference. Diffusion-DPO's β of a few
-# thousand was set for latent models of Stable Diffusion; our errors are means over a small
-# pixel image, so the scale is not the same and is swept here (on the first modality): the
-# rater's score of the synthetic images and the held-out preference accuracy per β and variant.
-# In quick mode this section shows the sweep's runs (`-p run_beta_sweep True` runs it here).
+# ## The alignment search over the kept sweep's seeds
+# The search of every seed of the kept sweep (`make study`, the study setting): each
+# candidate's mean validation preference accuracy with its seed-level interval, and how often
+# it was chosen (a ring: in at least half of the seeds). A search whose best candidate does not
+# rise above the unaligned model leaves the alignment gate failed, and FairGen's claim
+# untestable here.
 
 # %%
-if run_beta_sweep:
-    sweep_beta = run.save_table(
-        study.beta_sweep(generators[m0], raters_[m0], scenarios[m0], preference_sets[m0],
-                         betas=betas, steps=s.fairgen_dpo_steps, guidance=guidance, sampler=sampler,
-                         sampling_steps=sampling_steps,
-                         seed=seed, device=run.device),
-        "beta_sweep",
-    )  # fmt: skip
-else:
-    sweep_beta = run.sweep_table("beta_sweep")
-    sweep_beta = None if sweep_beta is None else study.pooled_beta_sweep(sweep_beta)
-if sweep_beta is not None:
-    display(
-        run.save_figure(
-            plots.beta_sweep(sweep_beta, title=f"{m0}: the preference strength β"), "beta_sweep"
-        )
-    )
+kept_search = run.sweep_table("alignment_search")
+if kept_search is not None:
+    display(run.save_figure(plots.alignment_search(study.pooled_search(kept_search),
+                                                   title="The alignment search, pooled over the kept sweep's seeds"),
+                            "alignment_search_pooled"))  # fmt: skip
 
 # %% [markdown]
 # ## What we found
@@ -386,7 +403,7 @@ if sweep is not None:
     display(
         Markdown(study.findings(pooled, variant=variant, seeds=sweep["seed"].nunique(), mode=mode))
     )
-    shown = pooled[pooled["metric"].isin(["improvement", "gap_accuracy", "equalized_odds"])]
+    shown = pooled[pooled["metric"].isin(["improvement", *study.GAPS])]
     with pd.option_context("display.max_rows", 200):
         display(shown.assign(pooled=verdicts.with_intervals(shown))[
             [*KEYS, "pooled", "n_seeds", "verdict", "this run", "agrees"]].set_index(KEYS))  # fmt: skip
@@ -397,16 +414,17 @@ else:
 
 # %% [markdown]
 # ## A larger setting, still on a CPU
-# Quick mode's training set is small and its generators are trained briefly, so its intervals
-# are wide. Skin, FairGen's headline (95.9%), is also swept at a larger setting that a laptop
-# still runs in minutes a seed: several times the training images, generators trained longer,
-# larger test and external sets, the same image size (`fairkit.config.FAIRGEN_LARGER`, printed
-# below with the command that made the sweep; `make study` does not run it). Its verdicts:
+# The study setting's training set is small and its generators are trained briefly, so its
+# intervals are wide. Skin, FairGen's headline (95.9%), is also swept at a larger setting that a
+# laptop still runs in well under an hour a seed: several times the training images,
+# generators trained longer, larger test and external sets, the same image size
+# (`fairkit.config.FAIRGEN_LARGER`, printed below with the command that makes the sweep;
+# `make study` does not run it). Its verdicts, when its sweep is kept:
 
 # %%
-print("Made by: python -m fairkit sweep notebooks/05_fairgen.py -g mode=quick -g seed=0,1,2,3,4 "
+print("Made by: python -m fairkit sweep notebooks/05_fairgen.py -g mode=study -g seed=0,1,2,3,4 "
       + " ".join(f'"-g {k}={v}"' for k, v in FAIRGEN_LARGER.items())
-      + " -g run_beta_sweep=False --runs-root results --tables-only")  # fmt: skip
+      + " --runs-root results --tables-only")  # fmt: skip
 larger = run.sweep_table("comparisons", **FAIRGEN_LARGER)
 if larger is not None:
     pooled_larger = verdicts.pool_seeds(larger, by=KEYS)
@@ -416,35 +434,6 @@ if larger is not None:
     shown = pooled_larger[pooled_larger["metric"].isin(["improvement", "gap_accuracy", "auroc"])]
     display(shown.assign(pooled=verdicts.with_intervals(shown))[
         [*KEYS, "pooled", "n_seeds", "verdict"]].set_index(KEYS))  # fmt: skip
-
-# %% [markdown]
-# ## The sampler, before and after
-# Until the benchmark showed that the ODE form of DPM-Solver++ draws the intended group less
-# often than DDPM (section *Balanced synthesis*), this chapter synthesised with it. Those
-# sweeps are kept (their runs predate the `sampler` parameter); here are the headline
-# comparisons against real only under both samplers, each pooled over its own seeds. The quick
-# sweeps differ only in the sampler (and the judges' training, which these comparisons do not
-# use), so a change between their columns is the sampler's doing; the larger setting's older
-# sweep also predates the rater's validation.
-
-# %%
-for setting, changes in (("quick", {}), ("larger", FAIRGEN_LARGER)):
-    now, before = (
-        run.sweep_table("comparisons", **changes, **old) for old in ({}, {"sampler": None})
-    )
-    if now is None or before is None:
-        continue
-    both = verdicts.side_by_side(
-        {f"{sampler} (now)": now, "dpmsolver, ODE (before)": before}, by=KEYS
-    )
-    key = both.index.to_frame()
-    headline = (  # the synthetic sets' rows: the oracle and the baselines use no sampler
-        key["a"].isin(MODELS)
-        & (key["b"] == "real only")
-        & (key["group"] == "all")
-        & key["metric"].isin(["improvement", "gap_accuracy"])
-    )
-    display(Markdown(f"**{setting} setting**"), both[headline.to_numpy()].droplevel(["comparison", "b", "group"]))  # fmt: skip
 
 # %% [markdown]
 # ### The claims this chapter tests
@@ -463,7 +452,8 @@ if claimed is not None:
 # ## Try it
 # - `python -m fairkit run notebooks/05_fairgen.py -p agreement 0.7`: a panel that disagrees
 #   with the expert scores on 30% of pairs; does alignment still move the preference accuracy?
-# - `python -m fairkit run notebooks/05_fairgen.py -p beta 200.0`: a weaker preference.
+# - `python -m fairkit run notebooks/05_fairgen.py -p betas "[100.0, 1000.0, 10000.0]"`: another
+#   search of the preference strength β; does the chosen β move the test pairs more?
 # - `python -m fairkit run notebooks/05_fairgen.py -p variant reference_free`: FairGen's
 #   reference-free loss as the headline model.
 # - `python -m fairkit run notebooks/05_fairgen.py -p sampler dpmsolver`: synthesis by the ODE

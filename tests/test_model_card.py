@@ -7,6 +7,7 @@ import pytest
 
 from fairkit import fairness, model_card
 from fairkit.data import synth
+from fairkit.studies import fairgen as study
 from fairkit.studies.fairgen import group_metrics
 
 ATTRIBUTE = "skin_group"
@@ -114,7 +115,8 @@ def test_card_json_matches_the_chapters_metrics_csv(card, reports, tmp_path):
     _, json_path = model_card.write_card(card, tmp_path / "cards")
     mine = model_card.card_metrics(model_card.read_card(json_path))
     joined = csv.merge(mine, on=KEY, suffixes=("_csv", "_card"), validate="one_to_one")
-    assert len(joined) == len(csv) == 2 * (2 * 3 + 2)  # every row of metrics.csv is on the card
+    gaps = len(study.GAPS)  # every row of metrics.csv is on the card: per group, then the gaps
+    assert len(joined) == len(csv) == 2 * (2 * 3 + gaps)
     for column in ("value", "lo", "hi"):
         np.testing.assert_allclose(
             joined[f"{column}_card"], joined[f"{column}_csv"], rtol=0, atol=1e-12

@@ -71,6 +71,9 @@ class ConditionEncoder(nn.Module):
         return sum(table(codes[:, k]) for k, table in enumerate(self.tables.values()))
 
 
+PREDICTIONS = ("epsilon", "v_prediction")
+
+
 class ConditionalUNet(ModelMixin, ConfigMixin):
     """Predicts the noise of a noisy image given its timestep and attribute codes.
 
@@ -85,6 +88,11 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         attention: self-attention at the lowest resolution.
         train_timesteps: length of the noise schedule the model is trained and sampled with.
         beta_schedule: diffusers' name of that schedule (cosine by default).
+        prediction_type: what the network predicts, diffusers' name: ``epsilon`` (the noise)
+            or ``v_prediction`` (the velocity, Salimans & Ho 2022, eq. 11). Chapter 5's
+            generators predict v: predicting the noise, their images at 32 px ignored the
+            group's colour (the global colour is set at high noise, where a noise error weighs
+            nothing); chapter 4's predict the noise, which its inversion needs.
     """
 
     @register_to_config
@@ -99,8 +107,13 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         attention: bool = False,
         train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
+        prediction_type: str = "epsilon",
     ):
         super().__init__()
+        if prediction_type not in PREDICTIONS:
+            raise ValueError(
+                f"prediction_type must be one of {PREDICTIONS}; got {prediction_type!r}"
+            )
         vocabulary = dict(vocabulary)
         self.register_to_config(vocabulary=[[k, list(v)] for k, v in vocabulary.items()])
         down = "AttnDownBlock2D" if attention else "DownBlock2D"
@@ -126,10 +139,11 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         return {
             "num_train_timesteps": self.config.train_timesteps,
             "beta_schedule": self.config.beta_schedule,
+            "prediction_type": self.config.prediction_type,
         }
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """Predicted noise, shaped like ``x``."""
+        """The predicted noise (or velocity: ``prediction_type``), shaped like ``x``."""
         return self.unet(x, t, class_labels=self.conditions(codes)).sample
 
     @classmethod
@@ -144,6 +158,17 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         if found != cls.__name__:
             raise ValueError(f"{folder} holds a {found}, not a {cls.__name__}")
         return super().from_pretrained(folder, **kwargs)
+
+
+def denoising_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+    """What the network should output for ``x0`` noised by ``noise`` at ``t``.
+
+    The noise, or the velocity when the scheduler (made from a model's ``noise_schedule``)
+    says the model predicts v (Salimans & Ho 2022, eq. 11).
+    """
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    return noise
 
 
 def to_model_range(images: np.ndarray) -> torch.Tensor:
@@ -261,6 +286,11 @@ def invert(
     Run under the factual ``codes`` without guidance, it is the abduction step of a
     counterfactual: the image's exogenous noise.
     """
+    if model.config.prediction_type != "epsilon":
+        raise ValueError(
+            f"DDIM inversion needs a model that predicts the noise; this one predicts "
+            f"{model.config.prediction_type!r}"
+        )
     device = model.device
     size = batch_size or batch_for(device)
     out = []

@@ -3,7 +3,7 @@
 from fairkit.plots.cohorts import causal_graph, group_bars, image_grid, prevalence_bars
 from fairkit.plots.counterfactuals import counterfactual_columns, flip_bars, sampler_tradeoff
 from fairkit.plots.fairgen import (
-    beta_sweep,
+    alignment_search,
     cell_heatmaps,
     downstream_groups,
     improvement_forest,
@@ -26,9 +26,9 @@ from fairkit.plots.style import GROUP_COLORS, as_display, palette, set_theme
 
 __all__ = [
     "GROUP_COLORS",  # fixed colours per attribute value, the same in every chapter
+    "alignment_search",  # validation preference accuracy of each (beta, lr) candidate
     "amplification_curves",  # per-group metric and a gap against injected bias strength
     "as_display",  # (N, C, H, W) images as (N, H, W, 3) floats for imshow
-    "beta_sweep",  # rater score and preference accuracy against alignment strength beta
     "causal_graph",  # a causal model's graph, nodes coloured by kind
     "cell_heatmaps",  # a value per group and finding, for each modality and model
     "counterfactual_columns",  # factual and counterfactual images side by side

@@ -433,36 +433,44 @@ def _forest_series(ax, part: pd.DataFrame, *, pos, limits, colour, split) -> boo
     return bool((hi > right).any() or (lo < left).any())
 
 
-def beta_sweep(table: pd.DataFrame, *, title: str):
-    """Rater score and preference accuracy against the alignment strength β (95% bands).
+def alignment_search(table: pd.DataFrame, *, title: str):
+    """Validation preference accuracy of each (β, learning rate) candidate, per variant (95% CI).
 
     Args:
-        table: Columns beta, variant ("dpo", "reference_free"), measure ("rater score",
-            "preference accuracy"), value, lo, hi.
+        table: Columns modality, variant ("dpo", "reference_free"), beta, lr, value, lo, hi,
+            unaligned (the unaligned model's accuracy on the same pairs) and chosen (bool, or
+            the share of seeds that chose the candidate).
         title: The figure's title.
 
     Returns:
-        One panel per measure, β on a log axis, a line per variant.
+        One panel per modality, β on a log axis, a line per (variant, learning rate); a ring
+        marks the chosen candidate, a dotted line the unaligned model, a dashed one chance.
     """
-    require_columns(table, ["beta", "variant", "measure", *INTERVAL], figure="beta_sweep")
-    measures = list(pd.unique(table["measure"]))
+    require_columns(table, ["modality", "variant", "beta", "lr", *INTERVAL, "unaligned", "chosen"],
+                    figure="alignment_search")  # fmt: skip
+    modalities = list(pd.unique(table["modality"]))
     colours = _model_colours(table["variant"])
     fig, axes = plt.subplots(
-        1, len(measures), figsize=(3.8 * len(measures) + 2.2, 3.6), squeeze=False, sharex=True
+        1, len(modalities), figsize=(3.8 * len(modalities) + 2.2, 3.6), squeeze=False, sharey=True
     )
-    for ax, measure in zip(axes[0], measures, strict=True):
-        rows = table[table["measure"] == measure]
-        if "accuracy" in str(measure):
-            ax.axhline(0.5, color="0.35", lw=1, ls="--", label="chance", zorder=1)
-        for variant, colour in colours.items():
-            line = rows[rows["variant"] == variant].sort_values("beta")
-            if line.empty:
-                continue
-            ax.fill_between(line["beta"], line["lo"], line["hi"], color=colour, alpha=0.2, lw=0)
-            ax.plot(line["beta"], line["value"], marker="o", color=colour, label=_label(variant))
+    rates = sorted(table["lr"].unique())
+    styles = {lr: ["-", "--", ":", "-."][k % 4] for k, lr in enumerate(rates)}
+    for ax, modality in zip(axes[0], modalities, strict=True):
+        rows = table[table["modality"] == modality]
+        ax.axhline(0.5, color="0.35", lw=1, ls="--", label="chance", zorder=1)
+        ax.axhline(rows["unaligned"].mean(), color="0.2", lw=1, ls=":", label="unaligned")
+        for (variant, lr), line in rows.groupby(["variant", "lr"], sort=False):
+            line = line.sort_values("beta")
+            colour = colours[variant]
+            ax.errorbar(line["beta"], line["value"], yerr=[line["value"] - line["lo"],
+                        line["hi"] - line["value"]], color=colour, ls=styles[lr], marker="o",
+                        ms=4, capsize=2, label=f"{_label(variant)}, lr {lr:g}")  # fmt: skip
+            picked = line[line["chosen"].astype(float) >= 0.5]
+            ax.plot(picked["beta"], picked["value"], "o", ms=11, mfc="none", mec=colour, mew=1.5)
         ax.set_xscale("log")
-        ax.set(title=str(measure), xlabel="β (log scale)", ylabel=f"{measure} (0–1)")
-    _legend(axes, on=axes[0, -1], title="variant")
+        ax.set(title=str(modality), xlabel="β (log scale)",
+               ylabel="validation pairs ranked\nlike the rater (0–1)")  # fmt: skip
+    _legend(axes, on=axes[0, -1], title="variant, learning rate (ring: chosen)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

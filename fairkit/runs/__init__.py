@@ -24,7 +24,7 @@ from fairkit.runs.runner import (
 from fairkit.runs.sweep import chapter_results, collect, complete_runs, parse_grid, prune, sweep
 
 __all__ = [  # grouped by what they are for
-    "MODES",  # the modes a chapter runs in: smoke (tests), quick (CPU), full (GPU)
+    "MODES",  # smoke (tests), quick (CPU, minutes), study (the kept sweeps' size), full (GPU)
     # parameters
     "ParameterError",  # a parameter name or value that the notebook does not accept
     "check_parameters",  # values checked against their rules (types of their defaults)

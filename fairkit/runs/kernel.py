@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fairkit.config import Settings, resolve_device, settings
+from fairkit.config import Settings, resolve_device, settings, swept_mode
 from fairkit.io import write_atomic, write_json
 
 RUN_DIR_ENV = "FAIRKIT_RUN_DIR"
@@ -166,6 +166,10 @@ class Run:
             "",
             f"Parameters: {params}",
         ]
+        kept = swept_mode(self.chapter, self.mode)
+        if kept != self.mode:
+            lines += ["", f"This run is at {self.mode} sizes; its verdicts pool the kept sweep "
+                          f"at the **{kept}** setting's sizes (`fairkit.config`)."]  # fmt: skip
         badges = launch_badges(self.chapter)
         if badges:
             lines += ["", badges]
@@ -173,6 +177,9 @@ class Run:
 
     def sweep_table(self, table: str, root: Path = RESULTS, **params):
         """``table`` of every kept sweep run of this chapter with this run's parameters.
+
+        The kept sweep's mode is ``config.swept_mode``'s: a quick run of a chapter that reads
+        FairGen's sizes pools the study setting's sweep (the banner says so).
 
         Runs match when every parameter but the seed, device and run_* switches equals this
         run's (``pooling_key``), so the seeds of the sweep are pooled at the settings the
@@ -188,7 +195,8 @@ class Run:
         if Path(root).resolve() in self.dir.resolve().parents:
             print(f"This run is part of the sweep under {root}: it does not pool its own sweep.")
             return None
-        where = pooling_key(replaced(self.params, params, chapter=self.chapter))
+        kept = {"mode": swept_mode(self.chapter, self.params["mode"])} | params
+        where = pooling_key(replaced(self.params, kept, chapter=self.chapter))
         try:
             return poolable(root, self.chapter, table, where=where)
         except FileNotFoundError as err:

@@ -265,8 +265,9 @@ def make_rule(name: str, text: str, default: Any) -> Rule:
     parts = _RULE.fullmatch(text.strip())
     check = parts["check"].strip()
     one_of = _ONE_OF.fullmatch(check)
+    listed = bool(parts["each"] or parts["non_empty"] or parts["distinct"])
     kind, element = _rule_kinds(
-        name, default, declared=KINDS.get(parts["kind"]), names=bool(one_of)
+        name, default, declared=KINDS.get(parts["kind"]), names=bool(one_of), listed=listed
     )
     if kind is not list and (parts["each"] or parts["non_empty"] or parts["distinct"]):
         raise ParameterError(f"rule of {name!r}: 'each', 'non-empty' and 'distinct' are for lists")
@@ -310,15 +311,21 @@ def _check_mode_field(name: str, field: str, *, allow_none: bool) -> None:
         )
 
 
-def _rule_kinds(name: str, default: Any, *, declared: type | None, names: bool) -> tuple:
-    """The parameter's type and a list's element type: the default's, else the declared one."""
+def _rule_kinds(
+    name: str, default: Any, *, declared: type | None, names: bool, listed: bool
+) -> tuple:
+    """The parameter's type and a list's element type: the default's, else the declared one.
+
+    A None default with a list's rule (``each``, ``non-empty``, ``distinct``) is a list of the
+    declared type.
+    """
     if default is None and declared is None:
         raise ParameterError(
             f"parameter {name!r} defaults to None; its rule must name its type, "
             f"e.g. `{name}: None or bool`"
         )
     if default is None:
-        return declared, None
+        return (list, declared) if listed else (declared, None)
     kind = type(default)
     element = None
     if kind is list:

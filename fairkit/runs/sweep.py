@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fairkit.config import swept_mode
 from fairkit.runs.kernel import REPO_ROOT, RESULTS, SECTION_SWITCH, pooling_key, replaced
 from fairkit.runs.parameters import ParameterError, notebook_parameters, resolve_parameters
 from fairkit.runs.provenance import check_poolable
@@ -253,14 +254,16 @@ def collect(
 
 
 def chapter_results(chapter: str, table: str, *, mode: str, root=RESULTS, **params) -> pd.DataFrame:
-    """``table`` of the kept sweep of ``chapter`` run at its default parameters in ``mode``.
+    """``table`` of the kept sweep of ``chapter`` at its default parameters, for a run in ``mode``.
 
-    What the summary pools: the runs of ``make study`` (every seed), not a reader's own runs
+    The sweep's mode is ``config.swept_mode``'s (a quick reader of FairGen's chapters reads the
+    study setting's sweep). What the summary pools: the runs of ``make study`` (every seed), not a reader's own runs
     with other settings; ``params`` replace some defaults (another kept sweep, e.g. a larger
     setting). Runs that may not be pooled are refused (``poolable``).
     """
     defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{chapter}.py")
-    where = pooling_key(replaced(defaults, params, chapter=chapter)) | {"mode": mode}
+    where = pooling_key(replaced(defaults, params, chapter=chapter))
+    where |= {"mode": swept_mode(chapter, mode)}
     return poolable(root, chapter, table, where=where)
 
 

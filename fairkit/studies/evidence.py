@@ -7,9 +7,9 @@ here, so a kept sweep and a chapter's own run give the claims the same evidence:
 
 - chapter 4 (``soundness``): learned effectiveness against the exact counterfactual on the
   same images (comparison "ceiling"), and the judge's hit rate on the exact ones ("instrument");
-- chapter 5 (``preference_accuracy``, ``fidelity``): held-out preference accuracy of each
-  aligned model against the unaligned one ("alignment"), and how often the judges see the
-  intended group in each model's synthetic images of a group ("manipulation").
+- chapter 5 (``preference_accuracy``, ``manipulation``): held-out preference accuracy of each
+  aligned model against the unaligned one ("alignment"), and the manipulation checks of each
+  model's synthetic images, the worst cell of each group ("manipulation").
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 
 TABLES = {  # the tables besides ``comparisons`` that a chapter's claims read
     "04_counterfactuals": ("soundness",),
-    "05_fairgen": ("preference_accuracy", "fidelity"),
+    "05_fairgen": ("preference_accuracy", "manipulation"),
 }
 RUN_COLUMNS = ("seed", "run_id", "commit")  # what ``runs.collect`` adds; kept on every row
 
@@ -77,31 +77,32 @@ def alignment_rows(preference_accuracy: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def manipulation_rows(fidelity: pd.DataFrame) -> pd.DataFrame:
-    """How often the judges see the intended group in a model's synthetic images of that group.
+def manipulation_rows(manipulation: pd.DataFrame) -> pd.DataFrame:
+    """Per model and group, the worst of the group's cells on each manipulation check.
 
-    The mean over the group's cells, weighted by their synthetic images; NaN where the judge
-    was invalid in that run.
+    ``group_agreement``: the lowest share of a cell's images in which the judges see the
+    intended group; ``finding_shortfall``: the largest drop of the finding judge's agreement
+    from real images of the cell to synthetic ones (``fairgen.manipulation_checks``). A cell
+    the judges could not grade (NaN) makes its group's value NaN, and the gate then fails.
     """
-    keys = ["modality", "model", "group", *_carried(fidelity)]
-    judged = fidelity["group_agreement"].notna()  # a cell the judge could not grade weighs 0
-    weighted = fidelity.assign(
-        hits=fidelity["group_agreement"] * fidelity["n_synthetic"],
-        n_synthetic=fidelity["n_synthetic"].where(judged),
+    keys = ["modality", "model", "group", *_carried(manipulation)]
+    worst = manipulation.groupby(keys, dropna=False).agg(
+        group_agreement=("group_agreement", lambda v: v.min(skipna=False)),
+        finding_shortfall=("finding_shortfall", lambda v: v.max(skipna=False)),
     )
-    sums = weighted.groupby(keys, dropna=False)[["hits", "n_synthetic"]].sum(min_count=1)
-    sums = sums.reset_index()
-    agreement = sums["hits"] / sums["n_synthetic"]
-    return sums.assign(
-        comparison="manipulation", setting=sums["modality"] + ", synthetic", a=sums["model"],
-        b="intended", metric="group_agreement", a_value=agreement, b_value=1.0, value=agreement,
-    ).drop(columns=["modality", "model", "hits", "n_synthetic"])  # fmt: skip
+    long = worst.reset_index().melt(id_vars=keys, var_name="metric", value_name="value")
+    bound = long["metric"].map({"group_agreement": 1.0, "finding_shortfall": 0.0})
+    return long.assign(
+        comparison="manipulation", setting=long["modality"] + ", synthetic", a=long["model"],
+        b=np.where(long["metric"] == "group_agreement", "intended", "real"),
+        a_value=long["value"], b_value=bound,
+    ).drop(columns=["modality", "model"])  # fmt: skip
 
 
 BUILDERS = {
     "soundness": ceiling_rows,
     "preference_accuracy": alignment_rows,
-    "fidelity": manipulation_rows,
+    "manipulation": manipulation_rows,
 }
 
 

@@ -11,6 +11,7 @@ number of *real* images of the rare cells, drawn from the causal model.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,10 +20,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fairkit import seeds
-from fairkit.config import FAIRGEN_PAPER, Settings
+from fairkit.config import FAIRGEN_PAPER, JUDGE_DRAW, MANIPULATION, Settings
 from fairkit.data import Cohort, concat, synth
 from fairkit.experiment import Experiment, Scenario
 from fairkit.fairness import Report, metric_rows
+from fairkit.fidelity import attribute_agreement
 from fairkit.methods import Augment, MethodPredictions
 from fairkit.models import diffusion
 from fairkit.rater import Rater, fit_rater, rate_pairs
@@ -48,7 +50,7 @@ MODELS = ("unaligned", "dpo", "reference_free")  # the generators whose images a
 REAL_ONLY = "real only"
 BASELINES = ("resample", "groupdro")  # registered rebalancing methods trained on real images
 PER_GROUP = ("accuracy", "f1", "auroc")
-GAPS = ("gap_accuracy", "equalized_odds")
+GAPS = ("gap_accuracy", "gap_auroc", "equalized_odds")  # AUROC's beside accuracy's: no threshold
 UNDEFINED = "undefined: no gap to reduce"  # real only's gap interval reaches zero
 
 
@@ -62,16 +64,21 @@ def sized(
     n_train: int | None = None,
     n_test: int | None = None,
     generator_steps: int | None = None,
+    betas=None,
+    learning_rates=None,
 ) -> Settings:
     """The mode's FairGen sizes with a reader's overrides (None keeps the mode's).
 
-    A larger setting than quick mode's, on a CPU, is this with more images and steps.
+    A larger setting than quick mode's, on a CPU, is this with more images and steps;
+    ``betas`` and ``learning_rates`` replace the alignment search's grid (``align_tuned``).
     """
     asked = {
         "fairgen_size": image_size,
         "fairgen_train": n_train,
         "fairgen_test": n_test,
         "fairgen_diffusion_steps": generator_steps,
+        "fairgen_betas": None if betas is None else tuple(map(float, betas)),
+        "fairgen_lrs": None if learning_rates is None else tuple(map(float, learning_rates)),
     }
     return replace(settings, **{k: v for k, v in asked.items() if v is not None})
 
@@ -115,22 +122,37 @@ def vocabulary(scenario: Scenario) -> dict[str, tuple[str, ...]]:
 # --------------------------------------------------------------------------- the generator
 
 
+# FairGen's generators, chosen by the manipulation check alone (judges' agreement with the
+# intended group and finding, skin, 32 px, one seed; an exploration, not a method's result).
+# Predicting the noise, with two UNet levels and the classifier's rate 2e-3, the judges saw the
+# intended group in 0.59-0.76 of the images even after 4,000 steps: their colours were not
+# skin's. Predicting v, with a level per halving down to 8 px, at 1e-3: 0.92-0.97 after 1,500
+# steps without guidance (``diffusion.ConditionalUNet``'s ``prediction_type``).
+GENERATOR = {"prediction_type": "v_prediction", "lr": 1e-3, "lowest_side": 8}
+
+
+def generator_levels(image_size: int, width: int) -> tuple[int, ...]:
+    """The UNet's widths: one level per halving down to ``GENERATOR["lowest_side"]`` px."""
+    n = max(2, int(np.log2(image_size // GENERATOR["lowest_side"])) + 1)
+    return tuple(width * min(2**k, 4) for k in range(n))
+
+
 def train_generator(
     scenario: Scenario, *, settings: Settings, checkpoint_dir: Path | None, progress: bool = True
 ) -> tuple[diffusion.ConditionalUNet, pd.DataFrame]:
     """The conditional diffusion model of (group, finding), trained on the biased training set."""
     e = scenario.experiment
-    width = settings.diffusion_width
-    levels = (width, 2 * width) + ((2 * width,) if e.settings.image_size > 32 else ())
     model = diffusion.ConditionalUNet(
         vocabulary=vocabulary(scenario),
         image_size=e.settings.image_size,
         channels=scenario.train.images.shape[1],
-        block_out_channels=levels,
+        block_out_channels=generator_levels(e.settings.image_size, settings.diffusion_width),
+        prediction_type=GENERATOR["prediction_type"],
     )
     config = DiffusionConfig(
         steps=settings.fairgen_diffusion_steps,
         batch_size=settings.fairgen_diffusion_batch,
+        lr=GENERATOR["lr"],
         seed=e.seed,
         device=e.device,
         checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
@@ -172,17 +194,26 @@ def preference_set(
     )  # fmt: skip
 
 
-def held_out(
-    pairs: pd.DataFrame, *, fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pairs to align with and pairs kept to measure the alignment, split within each cell."""
-    rng = seeds.rng(seed, "held-out pairs")
-    keep = np.zeros(len(pairs), dtype=bool)
+# Shares of each cell's pairs: the test pairs measure the alignment (the study setting's 250
+# pairs a cell leave 200 test pairs a group), the validation pairs choose its settings.
+PAIR_SPLITS = {"fit": 0.4, "validation": 0.2, "test": 0.4}
+
+
+def split_pairs(pairs: pd.DataFrame, *, seed: int) -> dict[str, pd.DataFrame]:
+    """The pairs to align with, to choose the alignment's settings on, and to measure it on.
+
+    Split within each (group, finding) cell by ``PAIR_SPLITS``: the test pairs are seen by no
+    choice, so the held-out preference accuracy is an honest measure of the chosen model.
+    """
+    rng = seeds.rng(seed, "pair splits")
+    split = np.empty(len(pairs), dtype=object)
     conditions = [c for c in pairs.columns if c not in _PAIR_FIELDS]
     for _, rows in pairs.groupby(conditions, sort=False):
-        n = max(1, round(fraction * len(rows)))
-        keep[rng.choice(rows.index.to_numpy(), size=n, replace=False)] = True
-    return pairs[~keep].reset_index(drop=True), pairs[keep].reset_index(drop=True)
+        order = rng.permutation(rows.index.to_numpy())
+        ends = np.round(np.cumsum(list(PAIR_SPLITS.values())) * len(order)).astype(int)
+        for name, part in zip(PAIR_SPLITS, np.split(order, ends[:-1]), strict=True):
+            split[part] = name
+    return {name: pairs[split == name].reset_index(drop=True) for name in PAIR_SPLITS}
 
 
 _PAIR_FIELDS = ("pair_id", "winner", "loser", "winner_score", "loser_score", "rater", "flipped")
@@ -195,6 +226,7 @@ def align(
     *,
     variant: str,
     beta: float,
+    lr: float,
     steps: int,
     seed: int,
     device: str,
@@ -206,6 +238,7 @@ def align(
     config = PreferenceConfig(
         steps=steps,
         beta=beta,
+        lr=lr,
         variant=variant,
         seed=seed,
         device=device,
@@ -217,6 +250,42 @@ def align(
     )
 
 
+def align_tuned(
+    model: diffusion.ConditionalUNet,
+    pairs: dict[str, pd.DataFrame],
+    images: np.ndarray,
+    *,
+    variant: str,
+    settings: Settings,
+    seed: int,
+    device: str,
+    checkpoint_dir: Path | None,
+) -> tuple[diffusion.ConditionalUNet, pd.DataFrame]:
+    """``align`` at the (β, lr) that ranks the validation pairs best: tuned on its own objective.
+
+    Every (β, lr) of ``settings.fairgen_betas`` × ``fairgen_lrs`` aligns a copy on the fit
+    pairs (``split_pairs``) for ``fairgen_dpo_steps`` steps; the candidate with the highest
+    preference accuracy on the validation pairs is kept (the first on a tie). Neither the test
+    pairs nor any fairness endpoint enters the choice. Returns the chosen model and the search:
+    a row per candidate with its validation accuracy (``value``, ``lo``, ``hi``), the
+    unaligned model's (``unaligned``) and ``chosen``.
+    """
+    before = preference_accuracy(model, pairs["validation"], images, seed=seed).mean()
+    rows, chosen = [], None
+    grid = list(itertools.product(settings.fairgen_betas, settings.fairgen_lrs))
+    for beta, lr in tqdm(grid, desc=f"{variant} search (β, lr)", leave=False):
+        folder = None if checkpoint_dir is None else checkpoint_dir / f"beta{beta:g}-lr{lr:g}"
+        tuned, _ = align(model, pairs["fit"], images, variant=variant, beta=beta, lr=lr,
+                         steps=settings.fairgen_dpo_steps, seed=seed, device=device,
+                         checkpoint_dir=folder)  # fmt: skip
+        hits = preference_accuracy(tuned, pairs["validation"], images, seed=seed)
+        rows.append({"variant": variant, "beta": beta, "lr": lr, **_mean_interval(hits)})
+        if chosen is None or rows[-1]["value"] > rows[chosen[0]]["value"]:
+            chosen = (len(rows) - 1, tuned)
+    search = pd.DataFrame(rows).assign(unaligned=before)
+    return chosen[1], search.assign(chosen=search.index == chosen[0])
+
+
 def alignment_table(
     models: dict[str, diffusion.ConditionalUNet],
     pairs: pd.DataFrame,
@@ -225,13 +294,58 @@ def alignment_table(
     attribute: str,
     seed: int,
 ) -> pd.DataFrame:
-    """Per generator and group: how often it ranks held-out pairs as the rater did, with a CI."""
+    """Per generator and group: how often it ranks the test pairs as the rater did, with a CI.
+
+    ``gain``, ``gain_lo``, ``gain_hi``: the paired difference from ``models["unaligned"]`` on
+    the same pairs (the same noise per pair), the alignment's effect with its interval.
+    """
+    hits = {name: preference_accuracy(m, pairs, images, seed=seed) for name, m in models.items()}
     rows = []
-    for name, model in models.items():
-        hits = preference_accuracy(model, pairs, images, seed=seed)
+    for name in models:
         for group, idx in pairs.groupby(attribute).groups.items():
-            rows.append({"model": name, "group": group, **_mean_interval(hits[idx])})
+            gain = _mean_interval(hits[name][idx] - hits["unaligned"][idx])
+            rows.append({"model": name, "group": group, **_mean_interval(hits[name][idx]),
+                         **{f"gain{k}": gain[v] for k, v in GAIN.items()}})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+GAIN = {"": "value", "_lo": "lo", "_hi": "hi"}  # alignment_table's gain columns
+
+
+def manipulation_checks(
+    judges: Rater,
+    synthetic: dict[str, Cohort],
+    real: Cohort,
+    *,
+    attribute: str,
+    validity: pd.DataFrame,
+) -> pd.DataFrame:
+    """Per generator and cell: does it make what it was asked for, as the judges see it?
+
+    A cell passes when the judges see the intended group in at least ``MANIPULATION["group"]``
+    of its images, and the intended finding no more than ``MANIPULATION["finding"]`` below
+    their agreement on real test images of the same cell (``real``): the finding judge is
+    imperfect on real images too, so that is the ceiling. A judge that ``validity`` finds no
+    better than chance grades nothing (``withheld``), and its cells fail.
+    """
+    by = [attribute, FINDING]
+    reference = withheld(attribute_agreement(judges, with_finding(real), by=by), validity)
+    reference = reference[[*by, "pathology_agreement"]]
+    rows = []
+    for name, cohort in synthetic.items():
+        agreement = withheld(attribute_agreement(judges, cohort, by=by), validity)
+        rows.append(
+            agreement.merge(reference, on=by, suffixes=("", "_real"), how="left").assign(model=name)
+        )
+    table = pd.concat(rows, ignore_index=True).rename(
+        columns={attribute: "group", "pathology_agreement": "finding_agreement",
+                 "pathology_agreement_real": "real_finding_agreement"}
+    )  # fmt: skip
+    table["finding_shortfall"] = table["real_finding_agreement"] - table["finding_agreement"]
+    table["passes"] = (table["group_agreement"] >= MANIPULATION["group"]) & (
+        table["finding_shortfall"] <= MANIPULATION["finding"]
+    )
+    return table
 
 
 def rater_table(rater: Rater, synthetic: dict[str, Cohort], *, attribute: str) -> pd.DataFrame:
@@ -278,14 +392,11 @@ def population_draw(scenario: Scenario, n: int, *, seed: int) -> Cohort:
     """``n`` new real images of the causal model's population (no bias selection), with findings.
 
     What no published study has: patients that no split holds, as many as asked. The judges
-    learn from one such draw (``judge_cohort``), the oracle picks its rare cells from others.
+    learn from one such draw (``fit_judges``), the oracle picks its rare cells from others.
     """
     e = scenario.experiment
     cohort = synth.generate(e.modality, n, seed=seed, image_size=e.settings.image_size)
     return with_finding(e.binary(cohort))
-
-
-JUDGE_DRAW = 4  # the judges learn from a fresh draw this many times FairGen's training set
 
 
 def fit_judges(scenario: Scenario, *, settings: Settings, seed: int) -> Rater:
@@ -405,9 +516,17 @@ def group_metrics(reports_: dict[str, Report], *, attribute: str) -> pd.DataFram
 # --------------------------------------------------------------------------- reading the runs
 
 
-def rare_cell(scenario: Scenario) -> dict[str, str]:
-    """The rarest cell by construction: the audited minority with the positive finding."""
-    return {scenario.attribute: scenario.experiment.task.minority, FINDING: scenario.positive}
+def rare_cells(scenario: Scenario) -> list[dict[str, str]]:
+    """The audited minority's cells, one per finding: the cells synthesis exists for."""
+    minority = scenario.experiment.task.minority
+    return [{scenario.attribute: minority, FINDING: f} for f in scenario.train.classes]
+
+
+def cell_rows(cohorts: dict[str, Cohort], cells_: list[dict[str, str]], *, k: int):
+    """Rows of an image grid: ``k`` images of each cell from each cohort, and their labels."""
+    rows = [(c, name) for c in cells_ for name in cohorts]
+    images = [cell_images(cohorts[name], c, k=k) for c, name in rows]
+    return images, [f"{', '.join(c.values())}\n{name}" for c, name in rows]
 
 
 def cell_images(cohort: Cohort, cell: dict[str, str], *, k: int) -> np.ndarray:
@@ -427,49 +546,16 @@ def improvements(comparisons_: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def beta_sweep(
-    model: diffusion.ConditionalUNet,
-    rater: Rater,
-    scenario: Scenario,
-    preferences: tuple[pd.DataFrame, pd.DataFrame, np.ndarray],
-    *,
-    betas,
-    steps: int,
-    guidance: float,
-    sampler: str,
-    sampling_steps: int,
-    seed: int,
-    device: str,
-    per_cell: int = 16,
-) -> pd.DataFrame:
-    """Per β and variant: the rater's score of fresh samples and the held-out preference accuracy."""
-    fit_pairs, test_pairs, images = preferences
-    plan = cells(scenario, rule="inverse").assign(synthesise=per_cell)
-    rows = []
-    for beta in tqdm(betas, desc="beta", leave=False):
-        for variant in MODELS[1:]:
-            tuned, _ = align(
-                model, fit_pairs, images, variant=variant, beta=beta, steps=steps, seed=seed,
-                device=device, checkpoint_dir=None,
-            )  # fmt: skip
-            drawn = synthesise(
-                tuned, plan, label=FINDING, classes=scenario.train.classes,
-                modality=scenario.train.modality, seed=seed, sampler=sampler,
-                steps=sampling_steps, guidance=guidance, progress=False,
-            )  # fmt: skip
-            score = rater.score(drawn.images, drawn.meta[[scenario.attribute, FINDING]])["score"]
-            hits = preference_accuracy(tuned, test_pairs, images, seed=seed)
-            for measure, values in (("rater score", score), ("preference accuracy", hits)):
-                rows.append(
-                    {"beta": beta, "variant": variant, "measure": measure, **_mean_interval(values)}
-                )
-    return pd.DataFrame(rows)
+def pooled_search(searches: pd.DataFrame) -> pd.DataFrame:
+    """The alignment search over a sweep's seeds: per candidate, its mean validation accuracy.
 
-
-def pooled_beta_sweep(table: pd.DataFrame) -> pd.DataFrame:
-    """The β sweep's mean over seeds per (β, variant, measure), with a seed-level t interval."""
-    pooled = pool_seeds(table.assign(metric=table["measure"]), by=["beta", "variant", "measure"])
-    return pooled[["beta", "variant", "measure", "value", "lo", "hi", "n_seeds"]]
+    ``value``, ``lo``, ``hi``: the mean over seeds with a seed-level t interval; ``unaligned``:
+    the unaligned model's mean; ``chosen``: the share of seeds whose search chose it.
+    """
+    keys = ["modality", "variant", "beta", "lr"]
+    pooled = pool_seeds(searches.assign(metric="preference_accuracy"), by=keys)
+    shares = searches.groupby(keys)[["unaligned", "chosen"]].mean().reset_index()
+    return pooled[[*keys, "value", "lo", "hi", "n_seeds"]].merge(shares, on=keys)
 
 
 def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes: str = "") -> str:
@@ -507,12 +593,14 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes
         test, external = f"{m}, test", f"{m}, external"
         gain = row(test, variant, REAL_ONLY, "improvement")
         gap = row(test, variant, REAL_ONLY, "gap_accuracy")
+        ranking_gap = row(test, variant, REAL_ONLY, "gap_auroc")
         vs_oracle = row(test, variant, "oracle", "gap_accuracy")
         oracle_gain = row(test, "oracle", REAL_ONLY, "improvement")
         external_gain = row(external, variant, REAL_ONLY, "improvement")
         lines.append(
             f"- **{m}**: the accuracy gap shrinks by {said(gain, '%')} over real only "
-            f"(paper: {FAIRGEN_PAPER[m]}%), a gap difference of {said(gap)}; the oracle's "
+            f"(paper: {FAIRGEN_PAPER[m]}%), a gap difference of {said(gap)} (the AUROC gap, "
+            f"which no threshold sets: {said(ranking_gap)}); the oracle's "
             f"improvement {said(oracle_gain, '%')}; {variant} − oracle gap {said(vs_oracle)}; "
             f"external site {said(external_gain, '%')}; the registry's baselines "
             + ", ".join(

@@ -12,6 +12,7 @@ The steps themselves are ``fairkit.training.steps.run_steps``, which the prefere
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 
 from fairkit import seeds
 from fairkit.data import Cohort
-from fairkit.models.diffusion import ConditionalUNet, to_model_range
+from fairkit.models.diffusion import ConditionalUNet, denoising_target, to_model_range
 from fairkit.training.steps import check_resume, run_steps
 
 
@@ -50,7 +51,7 @@ class DiffusionConfig:
 def train_diffusion(
     model: ConditionalUNet, cohort: Cohort, *, config: DiffusionConfig
 ) -> tuple[ConditionalUNet, pd.DataFrame]:
-    """Train by noise prediction; return the EMA model (eval mode) and the loss history.
+    """Train by noise (or velocity) prediction; return the EMA model (eval mode) and the loss history.
 
     Each attribute is dropped to its null code independently with ``condition_dropout``.
     Checkpoints (model, EMA, optimizer, step) resume to the same final weights; one of another
@@ -70,6 +71,7 @@ def train_diffusion(
     null = model.conditions.null
     noising = DDPMScheduler(**model.noise_schedule)
     timesteps = noising.config.num_train_timesteps
+    target = partial(denoising_target, noising)  # the noise, or v (the model's prediction_type)
 
     def step_loss(model: nn.Module, step: int, accelerator: Accelerator):
         device = accelerator.device
@@ -82,7 +84,7 @@ def train_diffusion(
         t = torch.randint(timesteps, (len(x0),), generator=generator).to(device)
         with accelerator.autocast():
             predicted = model(noising.add_noise(x0, noise, t), t, codes)
-        return nn.functional.mse_loss(predicted.float(), noise), {}
+        return nn.functional.mse_loss(predicted.float(), target(x0, noise, t)), {}
 
     return run_steps(
         model, config, desc="diffusion", identity_data={"train": cohort}, step_loss=step_loss

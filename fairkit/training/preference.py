@@ -32,7 +32,12 @@ from torch import nn
 
 from fairkit import seeds
 from fairkit.data.preferences import checked_pairs
-from fairkit.models.diffusion import ConditionalUNet, batch_for, to_model_range
+from fairkit.models.diffusion import (
+    ConditionalUNet,
+    batch_for,
+    denoising_target,
+    to_model_range,
+)
 from fairkit.training.steps import check_resume, run_steps
 
 VARIANTS = ("dpo", "reference_free")
@@ -117,7 +122,7 @@ def pair_errors(
     noise: torch.Tensor,
     t: torch.Tensor,
     *,
-    add_noise,
+    scheduler,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair mean squared noise-prediction error on the winners and on the losers.
 
@@ -131,12 +136,15 @@ def pair_errors(
         codes: the pairs' condition codes (B, attributes).
         noise: the noise added to both images of a pair (B, C, H, W).
         t: the timestep of each pair (B,).
-        add_noise: the noise schedule's ``add_noise(x0, noise, t)`` (a diffusers scheduler's).
+        scheduler: a diffusers scheduler made from the model's ``noise_schedule``: it noises
+            the images and says what the network predicts (the noise, or v: the error is then
+            v's, a per-timestep reweighting of the same terms).
     """
     x = torch.cat([x_w, x_l])
     noise2, t2 = torch.cat([noise, noise]), torch.cat([t, t])
-    predicted = model(add_noise(x, noise2, t2), t2, torch.cat([codes, codes]))
-    errors = (predicted.float() - noise2).pow(2).flatten(1).mean(1)
+    predicted = model(scheduler.add_noise(x, noise2, t2), t2, torch.cat([codes, codes]))
+    target = denoising_target(scheduler, x, noise2, t2)
+    errors = (predicted.float() - target).pow(2).flatten(1).mean(1)
     return errors.chunk(2)
 
 
@@ -215,8 +223,8 @@ def train_preference(
         t = torch.randint(timesteps, (len(rows),), generator=generator).to(device)
         batch = (x_w, x_l, codes, noise, t)
         with accelerator.autocast():
-            model_w, model_l = pair_errors(model, *batch, add_noise=noising.add_noise)
-            ref_w, ref_l = _reference_errors(reference, batch, add_noise=noising.add_noise)
+            model_w, model_l = pair_errors(model, *batch, scheduler=noising)
+            ref_w, ref_l = _reference_errors(reference, batch, scheduler=noising)
         loss = dpo_loss(model_w, model_l, ref_w, ref_l, **objective)
         margins = dpo_margins(model_w.detach(), model_l.detach(), ref_w, ref_l, **objective)
         return loss, {
@@ -240,12 +248,12 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def _reference_errors(
-    reference: nn.Module | None, batch: tuple[torch.Tensor, ...], *, add_noise
+    reference: nn.Module | None, batch: tuple[torch.Tensor, ...], *, scheduler
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The reference's ``pair_errors`` on the batch (on the batch's device); None, None if none."""
     if reference is None:
         return None, None
-    return pair_errors(reference.to(batch[0].device), *batch, add_noise=add_noise)
+    return pair_errors(reference.to(batch[0].device), *batch, scheduler=scheduler)
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -307,7 +315,7 @@ def preference_accuracy(
     codes_all = model.conditions.codes(checked)
     winners, losers = checked["winner"].to_numpy(), checked["loser"].to_numpy()
     pair_ids = checked["pair_id"].to_numpy()
-    add_noise = DDPMScheduler(**model.noise_schedule).add_noise
+    scheduler = DDPMScheduler(**model.noise_schedule)
     device = model.device
     per_call = max(1, batch_for(device) // 2)  # a call holds a pair's two images
     wins = np.zeros(len(checked))
@@ -319,7 +327,7 @@ def preference_accuracy(
         codes = codes_all[rows].to(device)
         for d in range(draws):
             error_w, error_l = pair_errors(
-                model, x_w, x_l, codes, noise[:, d], t[:, d], add_noise=add_noise
+                model, x_w, x_l, codes, noise[:, d], t[:, d], scheduler=scheduler
             )
             wins[rows] += (error_w < error_l).cpu().numpy()
     return wins / draws

@@ -76,13 +76,15 @@ def _forest():
     return table
 
 
-def _sweep():
+def _search():
     rows = [
-        dict(beta=b, variant=v, measure=measure, value=0.6, lo=0.55, hi=0.65)
-        for b in [0.1, 1.0, 10.0]
+        dict(modality=m, variant=v, beta=b, lr=lr, value=0.6 + b / 1e5, lo=0.5 + b / 1e5,
+             hi=0.7 + b / 1e5, unaligned=0.52, chosen=(b == 8000.0 and lr == 1e-4))
+        for m in ["skin", "cxr"]
         for v in ["dpo", "reference_free"]
-        for measure in ["rater score", "preference accuracy"]
-    ]
+        for b in [500.0, 2000.0, 8000.0]
+        for lr in [3e-5, 1e-4]
+    ]  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -169,17 +171,18 @@ def test_improvement_forest_without_paper_or_clipping_adds_no_note():
     assert fig.axes[0].get_title() == "skin"
 
 
-def test_beta_sweep_has_a_log_beta_axis_and_chance_only_for_accuracy():
-    fig = plots.beta_sweep(_sweep(), title="t")
-    score, accuracy = fig.axes
-    assert score.get_xscale() == accuracy.get_xscale() == "log"
-    assert (score.get_title(), accuracy.get_ylabel()) == (
-        "rater score",
-        "preference accuracy (0–1)",
+def test_alignment_search_rings_the_chosen_candidate_against_chance_and_the_unaligned():
+    fig = plots.alignment_search(_search(), title="t")
+    skin, cxr = fig.axes
+    assert skin.get_xscale() == "log" and (skin.get_title(), cxr.get_title()) == ("skin", "cxr")
+    references = [line.get_label() for line in skin.lines[:2]]
+    assert references == ["chance", "unaligned"] and skin.lines[1].get_ydata()[0] == pytest.approx(
+        0.52
     )
-    assert [line.get_label() for line in score.lines] == ["dpo", "reference-free"]
-    assert [line.get_label() for line in accuracy.lines] == ["chance", "dpo", "reference-free"]
-    assert _legend(fig) == ["dpo", "reference-free", "chance"]
+    rings = [line for line in skin.lines if line.get_marker() == "o" and line.get_mfc() == "none"]
+    chosen = [(tuple(r.get_xdata()), tuple(r.get_ydata())) for r in rings if len(r.get_xdata())]
+    assert chosen == [((8000.0,), (pytest.approx(0.68),))] * 2  # one per variant
+    assert "dpo, lr 0.0001" in _legend(fig) and "reference-free, lr 3e-05" in _legend(fig)
 
 
 def test_nearest_pairs_puts_each_distance_under_its_pair():
@@ -206,7 +209,7 @@ def test_nearest_pairs_refuses_pairs_that_do_not_match():
         (plots.cell_heatmaps, _cells(), "fid", {"value": "fid", "cbar_label": "FID"}),
         (plots.downstream_groups, _downstream(), "attribute", {"metric": "auroc"}),
         (plots.improvement_forest, _forest(), "split", {}),
-        (plots.beta_sweep, _sweep(), "beta", {}),
+        (plots.alignment_search, _search(), "chosen", {}),
     ],
 )
 def test_figures_refuse_a_table_without_a_required_column(figure, table, column, kwargs):

@@ -319,7 +319,7 @@ def test_every_integer_parameter_has_an_upper_bound(notebook):
     [
         (COUNTERFACTUALS, "guidance", "1e999"),
         (FAIRGEN, "guidance", "-1e999"),
-        (FAIRGEN, "beta", "1e999"),
+        (FAIRGEN, "learning_rates", "[1e999]"),
         (FAIRGEN, "betas", "[200.0, 1e999]"),
         (PIPELINE, "lrs", "[1e999]"),
         (PIPELINE, "probe_lrs", "[0.1, 1e999]"),

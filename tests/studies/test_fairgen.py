@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from fairkit.config import settings
+from fairkit.data import Cohort
 from fairkit.fairness import report
 from fairkit.studies import fairgen as study
 
@@ -79,14 +80,48 @@ def test_the_oracle_draws_the_plans_count_of_real_images_of_each_cell(scenario):
     assert not set(oracle.meta["patient_id"]) & set(scenario.train.meta["patient_id"])
 
 
-def test_held_out_pairs_come_from_every_cell_and_leave_the_rest_to_align():
+def test_pairs_split_within_every_cell_into_fit_validation_and_test():
     pairs = pd.DataFrame(
-        {"pair_id": range(40), "winner": range(40), "loser": range(40, 80),
-         "sex": ["F"] * 20 + ["M"] * 20, "finding": ["a", "b"] * 20}
+        {"pair_id": range(80), "winner": range(80), "loser": range(80, 160),
+         "sex": ["F"] * 40 + ["M"] * 40, "finding": ["a", "b"] * 40}
     )  # fmt: skip
-    fit, held = study.held_out(pairs, fraction=0.25, seed=0)
-    assert len(fit) + len(held) == 40 and not set(fit["pair_id"]) & set(held["pair_id"])
-    assert (held.groupby(["sex", "finding"]).size() == 2).all()  # a quarter of each cell's 10
+    parts = study.split_pairs(pairs, seed=0)
+    assert list(parts) == ["fit", "validation", "test"]
+    ids = [set(p["pair_id"]) for p in parts.values()]
+    assert sum(map(len, ids)) == 80 and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    for name, share in study.PAIR_SPLITS.items():  # each cell's 20 pairs: 10, 5, 5
+        assert (parts[name].groupby(["sex", "finding"]).size() == 20 * share).all()
+    again = study.split_pairs(pairs, seed=0)
+    assert all(again[k]["pair_id"].tolist() == parts[k]["pair_id"].tolist() for k in parts)
+
+
+def test_the_manipulation_checks_fail_a_cell_short_of_either_bound():
+    class Judges:  # a stand-in with the rater's interface: every image is judged as intended
+        def intended(self, meta):
+            return {"group": np.zeros(len(meta), int), "pathology": np.zeros(len(meta), int)}
+
+        def probabilities(self, images):
+            hits = images[:, 0, 0, 0].astype(float)  # pixel (0, 0): 1 = seen as intended
+            p = np.stack([hits, 1 - hits], axis=1)
+            return {"group": p, "pathology": p}
+
+    def cohort(hits):
+        images = np.zeros((len(hits), 1, 2, 2), np.uint8)
+        images[:, 0, 0, 0] = hits
+        meta = pd.DataFrame({"sex": "F", "finding": "pos", "label": 1}, index=range(len(hits)))
+        return Cohort(images, meta, "cxr", ("neg", "pos"))
+
+    real = cohort([1] * 10)  # the judges see every real image as intended
+    synthetic = {"good": cohort([1] * 9 + [0]), "poor": cohort([1] * 8 + [0] * 2)}
+    validity = pd.DataFrame({"component": ["pathology", "group"], "valid": [True, True]})
+    table = study.manipulation_checks(Judges(), synthetic, real, attribute="sex", validity=validity)
+    found = table.set_index("model")
+    assert found.loc["good", "group_agreement"] == pytest.approx(0.9)
+    assert found.loc["good", "finding_shortfall"] == pytest.approx(0.1)
+    assert found["passes"].to_dict() == {"good": True, "poor": False}
+    invalid = validity.assign(valid=[True, False])
+    table = study.manipulation_checks(Judges(), synthetic, real, attribute="sex", validity=invalid)
+    assert not table["passes"].any() and table["group_agreement"].isna().all()
 
 
 def test_an_invalid_judges_agreement_is_withheld():
@@ -96,3 +131,49 @@ def test_an_invalid_judges_agreement_is_withheld():
     shown = study.withheld(agreement, validity)
     assert shown["group_agreement"].isna().all()
     assert shown["pathology_agreement"].tolist() == [0.7, 0.6]
+
+
+def test_the_alignment_search_keeps_the_best_validation_candidate_and_never_reads_the_test_pairs(
+    monkeypatch,
+):
+    pairs = {name: pd.DataFrame({"pair_id": [name] * 4}) for name in study.PAIR_SPLITS}
+    seen = []
+
+    def align(model, fit, images, *, beta, lr, **_):
+        seen.append(fit["pair_id"].iloc[0])
+        return {"beta": beta, "lr": lr}, None
+
+    def accuracy(model, scored, images, *, seed):
+        seen.append(scored["pair_id"].iloc[0])
+        hit = (
+            0.5
+            if model == "unaligned"
+            else {(2000.0, 1e-4): 0.7}.get((model["beta"], model["lr"]), 0.6)
+        )
+        return np.full(len(scored), hit)
+
+    monkeypatch.setattr(study, "align", align)
+    monkeypatch.setattr(study, "preference_accuracy", accuracy)
+    sizes = study.sized(settings("smoke"), betas=[500, 2000], learning_rates=[3e-5, 1e-4])
+    chosen, search = study.align_tuned(
+        "unaligned", pairs, None, variant="dpo", settings=sizes, seed=0, device="cpu",
+        checkpoint_dir=None,
+    )  # fmt: skip
+    assert chosen == {"beta": 2000.0, "lr": 1e-4}
+    assert len(search) == 4 and search["chosen"].sum() == 1
+    assert search.loc[search["chosen"], "value"].item() == 0.7
+    assert (search["unaligned"] == 0.5).all()
+    assert set(seen) == {"fit", "validation"}
+
+
+def test_the_alignment_table_pairs_each_model_with_the_unaligned_one_on_the_same_pairs(monkeypatch):
+    pairs = pd.DataFrame({"pair_id": range(6), "sex": ["F"] * 3 + ["M"] * 3})
+    hits = {"unaligned": np.array([0.5, 0.5, 0.5, 0.4, 0.6, 0.5]),
+            "dpo": np.array([0.75, 0.75, 0.75, 0.4, 0.6, 0.5])}  # fmt: skip
+    monkeypatch.setattr(study, "preference_accuracy", lambda model, *a, seed: hits[model])
+    table = study.alignment_table({k: k for k in hits}, pairs, None, attribute="sex", seed=0)
+    found = table.set_index(["model", "group"])
+    assert found.loc[("dpo", "F"), "gain"] == pytest.approx(0.25)
+    assert found.loc[("dpo", "F"), "gain_lo"] == pytest.approx(0.25)  # the same gain in each pair
+    assert found.loc[("dpo", "M"), "gain"] == 0 and found.loc[("unaligned", "F"), "gain"] == 0
+    assert found.loc[("dpo", "F"), "value"] == pytest.approx(0.75) and (found["n"] == 3).all()

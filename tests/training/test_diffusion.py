@@ -2,8 +2,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
+from fairkit.models import diffusion
 from fairkit.training import DiffusionConfig, train_diffusion
+from fairkit.training import diffusion as training_diffusion
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +75,30 @@ def test_a_checkpoint_dir_that_is_a_file_is_refused_before_training(skin16, tiny
     with pytest.raises(NotADirectoryError, match="expected a folder") as refused:
         train_diffusion(model, skin16, config=config)
     assert str(taken) in str(refused.value) and forwards == []
+
+
+def test_a_velocity_model_learns_the_velocity_and_every_sampler_reads_its_prediction(
+    skin16, tiny_unet, monkeypatch
+):
+    model, asked = tiny_unet(prediction_type="v_prediction"), []
+
+    def target(scheduler, x0, noise, t):
+        asked.append(scheduler.config.prediction_type)
+        return diffusion.denoising_target(scheduler, x0, noise, t)
+
+    monkeypatch.setattr(training_diffusion, "denoising_target", target)
+    train_diffusion(model, skin16, config=DiffusionConfig(steps=2, batch_size=8, progress=False))
+    assert asked == ["v_prediction"] * 2
+    scheduler = DDPMScheduler(**model.noise_schedule)
+    x0, noise = torch.ones(1, 3, 16, 16), torch.zeros(1, 3, 16, 16)
+    t = torch.tensor([999])  # all noise: v = sqrt(abar) eps - sqrt(1 - abar) x0 ~ -x0
+    velocity = diffusion.denoising_target(scheduler, x0, noise, t)
+    assert velocity.mean().item() == pytest.approx(-1.0, abs=0.01)
+    assert diffusion.denoising_target(DDPMScheduler(), x0, noise, t) is noise
+    for sampler in diffusion.SAMPLERS:
+        made = diffusion.make_scheduler(model, sampler)
+        assert made.config.prediction_type == "v_prediction", sampler
+    with pytest.raises(ValueError, match="predicts the noise; this one predicts 'v_prediction'"):
+        diffusion.invert(model, x0, model.conditions.codes(skin16.meta.iloc[:1]))
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        tiny_unet(prediction_type="sample")

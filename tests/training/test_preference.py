@@ -31,14 +31,14 @@ def pairs(skin16, tiny_unet):
     generator = torch.Generator().manual_seed(0)
     noise = torch.randn(4, 3, 16, 16, generator=generator)
     t = torch.randint(1000, (4,), generator=generator)
-    add_noise = DDPMScheduler(**model.noise_schedule).add_noise
-    return model, reference, x[:4], x[4:], codes, noise, t, add_noise
+    scheduler = DDPMScheduler(**model.noise_schedule)
+    return model, reference, x[:4], x[4:], codes, noise, t, scheduler
 
 
-def _loss(model, reference, x_w, x_l, codes, noise, t, add_noise, beta=50.0):
-    model_w, model_l = pair_errors(model, x_w, x_l, codes, noise, t, add_noise=add_noise)
+def _loss(model, reference, x_w, x_l, codes, noise, t, scheduler, beta=50.0):
+    model_w, model_l = pair_errors(model, x_w, x_l, codes, noise, t, scheduler=scheduler)
     with torch.no_grad():
-        ref_w, ref_l = pair_errors(reference, x_w, x_l, codes, noise, t, add_noise=add_noise)
+        ref_w, ref_l = pair_errors(reference, x_w, x_l, codes, noise, t, scheduler=scheduler)
     return dpo_loss(model_w, model_l, ref_w, ref_l, beta=beta)
 
 
@@ -53,16 +53,16 @@ def test_the_loss_is_log_2_when_model_and_reference_are_the_same_network(pairs):
 
 
 def test_a_pair_of_one_image_gives_no_gradient(pairs):
-    model, reference, x_w, x_l, codes, noise, t, add_noise = pairs
-    same = _gradient(model, _loss(model, reference, x_w, x_w, codes, noise, t, add_noise))
-    other = _gradient(model, _loss(model, reference, x_w, x_l, codes, noise, t, add_noise))
+    model, reference, x_w, x_l, codes, noise, t, scheduler = pairs
+    same = _gradient(model, _loss(model, reference, x_w, x_w, codes, noise, t, scheduler))
+    other = _gradient(model, _loss(model, reference, x_w, x_l, codes, noise, t, scheduler))
     assert same.abs().max() < 1e-4 * other.abs().max()  # zero up to float summation order
 
 
 def test_swapping_winner_and_loser_flips_the_gradient(pairs):
-    model, reference, x_w, x_l, codes, noise, t, add_noise = pairs
-    forward = _gradient(model, _loss(model, reference, x_w, x_l, codes, noise, t, add_noise))
-    swapped = _gradient(model, _loss(model, reference, x_l, x_w, codes, noise, t, add_noise))
+    model, reference, x_w, x_l, codes, noise, t, scheduler = pairs
+    forward = _gradient(model, _loss(model, reference, x_w, x_l, codes, noise, t, scheduler))
+    swapped = _gradient(model, _loss(model, reference, x_l, x_w, codes, noise, t, scheduler))
     assert forward.abs().max() > 0
     torch.testing.assert_close(swapped, -forward, rtol=0, atol=1e-4 * forward.abs().max().item())
 
