@@ -82,7 +82,7 @@ from IPython.display import Markdown, display
 
 from fairkit import claims, plots, runs, verdicts
 from fairkit import rater as raters
-from fairkit.config import FAIRGEN_LARGER
+from fairkit.config import FAIRGEN_LARGER, swept_mode
 from fairkit.fidelity import cell_fidelity, nearest_training
 from fairkit.studies import fairgen as study
 from fairkit.synthesis import synthesise
@@ -401,7 +401,14 @@ if sweep is not None:
         verdicts.beside_run(verdicts.pool_seeds(sweep, by=KEYS), comparisons), "verdicts"
     )
     display(
-        Markdown(study.findings(pooled, variant=variant, seeds=sweep["seed"].nunique(), mode=mode))
+        Markdown(
+            study.findings(
+                pooled,
+                variant=variant,
+                seeds=sweep["seed"].nunique(),
+                mode=swept_mode(run.chapter, mode),
+            )
+        )  # fmt: skip
     )
     shown = pooled[pooled["metric"].isin(["improvement", *study.GAPS])]
     with pd.option_context("display.max_rows", 200):
@@ -430,7 +437,7 @@ if larger is not None:
     pooled_larger = verdicts.pool_seeds(larger, by=KEYS)
     sizes = ", " + ", ".join(f"{k}={v}" for k, v in FAIRGEN_LARGER.items() if k != "modalities")
     display(Markdown(study.findings(pooled_larger, variant=variant, seeds=larger["seed"].nunique(),
-                                    mode=mode, sizes=sizes)))  # fmt: skip
+                                    mode=swept_mode(run.chapter, mode), sizes=sizes)))  # fmt: skip
     shown = pooled_larger[pooled_larger["metric"].isin(["improvement", "gap_accuracy", "auroc"])]
     display(shown.assign(pooled=verdicts.with_intervals(shown))[
         [*KEYS, "pooled", "n_seeds", "verdict"]].set_index(KEYS))  # fmt: skip
