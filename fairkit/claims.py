@@ -239,6 +239,10 @@ def _fairgen_gates(modality: str) -> tuple[Gate, ...]:
              "in real ones",
              Rows("manipulation", synthetic, "dpo", "real", "finding_shortfall", group),
              above=False, bound=MANIPULATION["finding"]),
+        Gate(f"manipulation check: judges find synthetic {group} images about as realistic as real "
+             "ones",
+             Rows("manipulation", synthetic, "dpo", "real", "realism_ratio", group),
+             above=True, bound=MANIPULATION["realism"]),
     )  # fmt: skip
 
 

@@ -103,7 +103,7 @@ SETTINGS = {
         fairgen_pairs=24,
         fairgen_dpo_steps=50,
         fairgen_betas=(2000.0,),  # one candidate: quick mode shows the study sweep's search
-        fairgen_lrs=(1e-4,),
+        fairgen_lrs=(1e-3,),
         fairgen_rater_steps=300,  # 5 epochs of 1,000 images are 160: MRI's collapse to one class
         ssl_pool=4000,
         ssl_steps=300,
@@ -151,15 +151,18 @@ SETTINGS = {
 # needs (0.851 at 32 px); 250 pairs a cell keep 200 test pairs a group (``fairgen.PAIR_SPLITS``)
 # to measure alignment; the generator trains until the judges see the intended group in its
 # images (0.92-0.97 of skin's at 1,500 steps: the manipulation check, chapter 5); DPO and its
-# reference-free form each search six (beta, lr) candidates on validation pairs.
+# reference-free form each search three betas on validation pairs. Their steps and learning rate
+# were chosen by that same objective, held-out preference accuracy on validation pairs (skin,
+# seed 0, beta 2000): 60 steps at lr 1e-4 moved it by +0.001, 60 at 1e-3 by +0.003, 300 at 1e-3
+# by +0.037 +/- 0.020 (at 3e-3, +0.021 +/- 0.030); no fairness endpoint was read.
 SETTINGS["study"] = replace(
     SETTINGS["quick"],
     fairgen_size=32,
     fairgen_diffusion_steps=1500,
     fairgen_pairs=250,
-    fairgen_dpo_steps=60,
+    fairgen_dpo_steps=300,
     fairgen_betas=(500.0, 2000.0, 8000.0),
-    fairgen_lrs=(3e-5, 1e-4),
+    fairgen_lrs=(1e-3,),
 )
 # The chapters that read FairGen's sizes: their kept sweeps run at ``study``, which a quick run
 # of them reads. The others' quick sizes are the study setting's (the two differ only in
@@ -173,9 +176,12 @@ STUDY_CHAPTERS = ("01_data", "05_fairgen")
 # predicted one class; on four, 0.91 (the instrument controls, ``fairkit.studies.testbed``).
 JUDGE_DRAW = 4
 # FairGen's manipulation checks (``studies.fairgen.manipulation_checks``, the claims' gates): in
-# each cell, the judges see the intended group in at least 0.85 of the generated images, and the
-# intended finding at most 0.10 below their agreement on real images of the cell.
-MANIPULATION = {"group": 0.85, "finding": 0.10}
+# each cell, the judges see the intended group in at least 0.85 of the generated images, the
+# intended finding at most 0.10 below their agreement on real images of the cell, and the images'
+# realism (``Rater.realism``, mean of the cell) at least a quarter of real test images'. The
+# realism bound lies between its two controls (judges at the study setting, seed 0): held-out
+# real images score 1 by construction, uniform noise 0.002 in every modality.
+MANIPULATION = {"group": 0.85, "finding": 0.10, "realism": 0.25}
 FAIRGEN_PAPER = {"skin": 95.9, "cxr": 80.0, "mri": 35.2}  # FairGen's improvement of the gap, %
 
 # Chapter 5's larger setting, still on a CPU (its notebook parameters): skin only, six times quick

@@ -139,12 +139,14 @@ def attribute_agreement(rater: Rater, synthetic: Cohort, *, by: list[str]) -> pd
 
     Returns:
         One row per cell: the ``by`` values, ``group_agreement`` and ``pathology_agreement``
-        (the share of images whose classifier's top class is the intended one) and ``n``.
+        (the share of images whose classifier's top class is the intended one), ``realism``
+        (the mean of ``Rater.realism``: how close the images lie to real ones) and ``n``.
     """
     keys = _cell_keys(synthetic, by, "synthetic")
     intended, probs = rater.intended(synthetic.meta), rater.probabilities(synthetic.images)
     hit = {k: (probs[k].argmax(1) == intended[k]).astype(float) for k in COMPONENTS}
-    hits = pd.DataFrame({"group_agreement": hit["group"], "pathology_agreement": hit["pathology"]})
+    hits = pd.DataFrame({"group_agreement": hit["group"], "pathology_agreement": hit["pathology"],
+                         "realism": rater.realism(synthetic.images)})  # fmt: skip
     table = pd.concat([keys, hits], axis=1).groupby(list(by), sort=True)
     return table.mean().join(table.size().rename("n")).reset_index()
 

@@ -58,7 +58,7 @@ guidance = 4.0  # chosen by the manipulation check: at 2.0 skin's dark benign im
 sampler = "dpmsolver_sde"  # SDE-DPM-Solver++; "dpmsolver" (the ODE form) loses the group
 sampling_steps = 20
 betas = None  # the alignment search's β; None: the mode's (study: 500, 2000, 8000; quick: 2000)
-learning_rates = None  # and its learning rates; None: the mode's (study: 3e-5, 1e-4; quick: 1e-4)
+learning_rates = None  # and its learning rates; None: the mode's (study and quick: 1e-3)
 
 # %% [raw] tags=["parameter-rules", "remove-cell"]
 # modalities: non-empty, distinct, each one of skin, cxr, mri
@@ -177,7 +177,9 @@ display(validity.set_index(["modality", "instrument", "component"]).round(3))
 # validation pairs best is kept. The choice reads only the alignment's own objective on
 # validation pairs, never the test pairs or a fairness endpoint. Diffusion-DPO's β of a few
 # thousand was set for latent models of Stable Diffusion; our errors are means over a small
-# pixel image, so the scale is searched, not assumed.
+# pixel image, so the scale is searched, not assumed. The number of steps and the learning rate
+# were chosen by the same objective on validation pairs (`fairkit.config`'s study setting says
+# what the others did).
 
 # %%
 preference_sets, aligned, alignment, searches, agreement_seen = {}, {}, [], [], []
@@ -274,11 +276,15 @@ for m, sc in scenarios.items():
 # ## Manipulation checks: does each generator make what it was asked for?
 # Before the synthetic images are used, the **judges** (independent classifiers of real images)
 # say whether they show what they were generated for. In each cell a generator passes when the
-# judges see the intended group in at least 85% of its images, and the intended finding no
+# judges see the intended group in at least 85% of its images, the intended finding no
 # more than 10 points below their agreement on real test images of the same cell (the finding
-# judge errs on real images too: that is its ceiling). A judge that is not above chance on real
-# test images grades nothing (an empty cell), and its cells fail. Only these checks, never the
-# downstream fairness, decide whether a generator can be judged (the claims' gates below).
+# judge errs on real images too: that is its ceiling), and the images are at least a quarter as
+# realistic as those real ones (`realism_ratio`: the judges' realism, exp(−d/scale) with d the
+# distance to their nearest real training image in their own feature space). A classifier
+# assigns some group even to noise, so the realism check is what fails a collapsed generator.
+# A judge that is not above chance on real test images grades nothing (an empty cell), and its
+# cells fail. Only these checks, never the downstream fairness, decide whether a generator can be
+# judged (the claims' gates below).
 
 # %%
 manipulation = []
@@ -291,7 +297,8 @@ for m, sc in scenarios.items():
 manipulation = run.save_table(pd.concat(manipulation, ignore_index=True), "manipulation")
 display(run.save_figure(plots.cell_heatmaps(manipulation, value="group_agreement", cbar_label="judge agreement (0–1)",
                                             title="The judges see the intended group (pass: ≥ 0.85)"), "group_agreement"))  # fmt: skip
-shown = ["group_agreement", "finding_agreement", "real_finding_agreement", "n", "passes"]
+shown = ["group_agreement", "finding_agreement", "real_finding_agreement", "realism_ratio", "n",
+         "passes"]  # fmt: skip
 display(manipulation.set_index(["modality", "model", "group", "finding"])[shown].round(3))
 
 # %% [markdown]

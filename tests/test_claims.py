@@ -174,10 +174,18 @@ def test_evidence_rows_read_the_worst_cell_of_a_group_and_an_ungraded_cell_fails
     checks = pd.DataFrame({"modality": "skin", "model": "dpo", "group": ["dark", "dark", "light"],
                            "finding": ["benign", "malignant", "benign"],
                            "group_agreement": [0.95, 0.88, np.nan],
-                           "finding_shortfall": [0.02, 0.07, 0.0], "seed": 0})  # fmt: skip
+                           "finding_shortfall": [0.02, 0.07, 0.0],
+                           "realism_ratio": [0.6, 0.9, 0.8], "seed": 0})  # fmt: skip
     rows = evidence.manipulation_rows(checks).set_index(["group", "metric"])
     assert rows.loc[("dark", "group_agreement"), "value"] == pytest.approx(0.88)
     assert rows.loc[("dark", "finding_shortfall"), "value"] == pytest.approx(0.07)
+    assert rows.loc[("dark", "realism_ratio"), ["value", "b", "b_value"]].tolist() == [
+        0.6,
+        "real",
+        1.0,
+    ]
+    older = evidence.manipulation_rows(checks.drop(columns="realism_ratio"))  # a sweep before it
+    assert set(older["metric"]) == {"group_agreement", "finding_shortfall"}
     assert np.isnan(rows.loc[("light", "group_agreement"), "value"])
     assert rows.loc[("dark", "group_agreement"), ["comparison", "setting", "a", "b"]].tolist() == [
         "manipulation", "skin, synthetic", "dpo", "intended"]  # fmt: skip

@@ -89,6 +89,12 @@ def test_attribute_agreement_counts_the_intended_classes(features, real):
     }
     assert (table["pathology_agreement"] == (table.index.get_level_values(1) == "benign")).all()
     assert table["n"].to_dict() == real.meta.groupby(BY).size().to_dict()
+    realism = (
+        pd.Series(rater.realism(real.images))
+        .groupby(real.meta[BY].apply(tuple, axis=1).to_numpy())
+        .mean()
+    )
+    assert table["realism"].to_dict() == pytest.approx(realism.to_dict())
 
 
 def test_nearest_training_finds_exact_copies(features, real):

@@ -468,6 +468,9 @@ def alignment_search(table: pd.DataFrame, *, title: str):
             picked = line[line["chosen"].astype(float) >= 0.5]
             ax.plot(picked["beta"], picked["value"], "o", ms=11, mfc="none", mec=colour, mew=1.5)
         ax.set_xscale("log")
+        searched = sorted(rows["beta"].unique())  # tick the searched values only, not 2×10³ …
+        ax.set_xticks(searched, [f"{b:g}" for b in searched])
+        ax.minorticks_off()
         ax.set(title=str(modality), xlabel="β (log scale)",
                ylabel="validation pairs ranked\nlike the rater (0–1)")  # fmt: skip
     _legend(axes, on=axes[0, -1], title="variant, learning rate (ring: chosen)")

@@ -82,21 +82,31 @@ def manipulation_rows(manipulation: pd.DataFrame) -> pd.DataFrame:
 
     ``group_agreement``: the lowest share of a cell's images in which the judges see the
     intended group; ``finding_shortfall``: the largest drop of the finding judge's agreement
-    from real images of the cell to synthetic ones (``fairgen.manipulation_checks``). A cell
-    the judges could not grade (NaN) makes its group's value NaN, and the gate then fails.
+    from real images of the cell to synthetic ones; ``realism_ratio``: the lowest ratio of
+    the synthetic images' realism to real ones' (``fairgen.manipulation_checks``). A cell the
+    judges could not grade (NaN) makes its group's value NaN, and the gate then fails; a check
+    a sweep did not record (one made before it) gives no row, and its gate fails for want of one.
     """
     keys = ["modality", "model", "group", *_carried(manipulation)]
     worst = manipulation.groupby(keys, dropna=False).agg(
-        group_agreement=("group_agreement", lambda v: v.min(skipna=False)),
-        finding_shortfall=("finding_shortfall", lambda v: v.max(skipna=False)),
-    )
+        **{metric: (metric, lambda v, f=pick: f(v, skipna=False)) for metric, (pick, _, _) in
+           MANIPULATION_ROWS.items() if metric in manipulation}
+    )  # fmt: skip
     long = worst.reset_index().melt(id_vars=keys, var_name="metric", value_name="value")
-    bound = long["metric"].map({"group_agreement": 1.0, "finding_shortfall": 0.0})
+    b, ideal = ({m: row[k] for m, row in MANIPULATION_ROWS.items()} for k in (1, 2))
     return long.assign(
         comparison="manipulation", setting=long["modality"] + ", synthetic", a=long["model"],
-        b=np.where(long["metric"] == "group_agreement", "intended", "real"),
-        a_value=long["value"], b_value=bound,
+        b=long["metric"].map(b), a_value=long["value"], b_value=long["metric"].map(ideal),
     ).drop(columns=["modality", "model"])  # fmt: skip
+
+
+# Each manipulation check's worst cell (``pd.Series.min`` or ``max``), what it is compared with
+# (``b``) and the value of a perfect generator.
+MANIPULATION_ROWS = {
+    "group_agreement": (pd.Series.min, "intended", 1.0),
+    "finding_shortfall": (pd.Series.max, "real", 0.0),
+    "realism_ratio": (pd.Series.min, "real", 1.0),
+}
 
 
 BUILDERS = {

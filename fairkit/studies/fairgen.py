@@ -322,15 +322,18 @@ def manipulation_checks(
 ) -> pd.DataFrame:
     """Per generator and cell: does it make what it was asked for, as the judges see it?
 
-    A cell passes when the judges see the intended group in at least ``MANIPULATION["group"]``
-    of its images, and the intended finding no more than ``MANIPULATION["finding"]`` below
-    their agreement on real test images of the same cell (``real``): the finding judge is
-    imperfect on real images too, so that is the ceiling. A judge that ``validity`` finds no
-    better than chance grades nothing (``withheld``), and its cells fail.
+    A cell passes three checks (bounds in ``MANIPULATION``): the judges see the intended group
+    in at least ``"group"`` of its images; the intended finding no more than ``"finding"``
+    below their agreement on real test images of the same cell (``real``; the finding judge is
+    imperfect on real images too, so that is the ceiling); and the images are at least
+    ``"realism"`` times as realistic as those real ones (the judges' ``Rater.realism``, in
+    their own feature space), so that noise from a collapsed generator, which a classifier may
+    still assign a group, fails. A judge that ``validity`` finds no better than chance grades
+    nothing (``withheld``), and its cells fail.
     """
     by = [attribute, FINDING]
     reference = withheld(attribute_agreement(judges, with_finding(real), by=by), validity)
-    reference = reference[[*by, "pathology_agreement"]]
+    reference = reference[[*by, "pathology_agreement", "realism"]]
     rows = []
     for name, cohort in synthetic.items():
         agreement = withheld(attribute_agreement(judges, cohort, by=by), validity)
@@ -339,11 +342,14 @@ def manipulation_checks(
         )
     table = pd.concat(rows, ignore_index=True).rename(
         columns={attribute: "group", "pathology_agreement": "finding_agreement",
-                 "pathology_agreement_real": "real_finding_agreement"}
+                 "pathology_agreement_real": "real_finding_agreement", "realism_real": "real_realism"}
     )  # fmt: skip
     table["finding_shortfall"] = table["real_finding_agreement"] - table["finding_agreement"]
-    table["passes"] = (table["group_agreement"] >= MANIPULATION["group"]) & (
-        table["finding_shortfall"] <= MANIPULATION["finding"]
+    table["realism_ratio"] = table["realism"] / table["real_realism"]
+    table["passes"] = (
+        (table["group_agreement"] >= MANIPULATION["group"])
+        & (table["finding_shortfall"] <= MANIPULATION["finding"])
+        & (table["realism_ratio"] >= MANIPULATION["realism"])
     )
     return table
 
@@ -577,7 +583,9 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes
         if r is None:
             return "not measured"
         if not np.isfinite(r.value):
-            return "undefined (real only has no gap to reduce)"
+            return (
+                "one seed: no interval" if seeds < 2 else "undefined (no seed has a gap to reduce)"
+            )
         number = (
             interval(r.value, r.lo, r.hi, digits=1, unit="%")
             if unit

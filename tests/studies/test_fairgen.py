@@ -95,30 +95,36 @@ def test_pairs_split_within_every_cell_into_fit_validation_and_test():
     assert all(again[k]["pair_id"].tolist() == parts[k]["pair_id"].tolist() for k in parts)
 
 
-def test_the_manipulation_checks_fail_a_cell_short_of_either_bound():
-    class Judges:  # a stand-in with the rater's interface: every image is judged as intended
+def test_the_manipulation_checks_fail_a_cell_short_of_any_bound():
+    class Judges:  # a stand-in with the rater's interface: pixel (0, 0) says if seen as intended
         def intended(self, meta):
             return {"group": np.zeros(len(meta), int), "pathology": np.zeros(len(meta), int)}
 
         def probabilities(self, images):
-            hits = images[:, 0, 0, 0].astype(float)  # pixel (0, 0): 1 = seen as intended
+            hits = images[:, 0, 0, 0].astype(float)  # 1 = seen as intended
             p = np.stack([hits, 1 - hits], axis=1)
             return {"group": p, "pathology": p}
 
-    def cohort(hits):
+        def realism(self, images):
+            return images[:, 0, 1, 1] / 100  # pixel (1, 1): realism in hundredths
+
+    def cohort(hits, realism):
         images = np.zeros((len(hits), 1, 2, 2), np.uint8)
-        images[:, 0, 0, 0] = hits
+        images[:, 0, 0, 0], images[:, 0, 1, 1] = hits, realism * 100
         meta = pd.DataFrame({"sex": "F", "finding": "pos", "label": 1}, index=range(len(hits)))
         return Cohort(images, meta, "cxr", ("neg", "pos"))
 
-    real = cohort([1] * 10)  # the judges see every real image as intended
-    synthetic = {"good": cohort([1] * 9 + [0]), "poor": cohort([1] * 8 + [0] * 2)}
+    real = cohort([1] * 10, 0.4)  # the judges see every real image as intended
+    synthetic = {"good": cohort([1] * 9 + [0], 0.3), "poor": cohort([1] * 8 + [0] * 2, 0.3),
+                 "noise": cohort([1] * 10, 0.04)}  # fmt: skip
     validity = pd.DataFrame({"component": ["pathology", "group"], "valid": [True, True]})
     table = study.manipulation_checks(Judges(), synthetic, real, attribute="sex", validity=validity)
     found = table.set_index("model")
     assert found.loc["good", "group_agreement"] == pytest.approx(0.9)
     assert found.loc["good", "finding_shortfall"] == pytest.approx(0.1)
-    assert found["passes"].to_dict() == {"good": True, "poor": False}
+    assert found.loc["good", "realism_ratio"] == pytest.approx(0.75)
+    assert found.loc["noise", "realism_ratio"] == pytest.approx(0.1)
+    assert found["passes"].to_dict() == {"good": True, "poor": False, "noise": False}
     invalid = validity.assign(valid=[True, False])
     table = study.manipulation_checks(Judges(), synthetic, real, attribute="sex", validity=invalid)
     assert not table["passes"].any() and table["group_agreement"].isna().all()
