@@ -235,6 +235,16 @@ def test_a_short_run_raises_preference_accuracy_on_separable_pairs(separable, ti
     assert before.mean() < 0.65 and after.mean() > before.mean() + 0.2
 
 
+def test_what_the_run_learns_carries_to_pairs_it_never_saw(separable, tiny_unet):
+    pairs, images = separable  # fit on half the pairs, measure on the other half
+    fit, held_out = pairs.iloc[:8].reset_index(drop=True), pairs.iloc[8:].reset_index(drop=True)
+    model = tiny_unet()
+    before = preference_accuracy(model, held_out, images, draws=8)
+    trained, _ = train_preference(model, fit, images, config=quick(steps=20, batch_pairs=8, lr=1e-3))
+    after = preference_accuracy(trained, held_out, images, draws=8)
+    assert after.mean() > before.mean() + 0.15
+
+
 def test_preference_accuracy_is_per_pair_and_flips_with_the_pair(separable, tiny_unet):
     pairs, images = separable
     model = tiny_unet()
