@@ -240,7 +240,9 @@ def test_what_the_run_learns_carries_to_pairs_it_never_saw(separable, tiny_unet)
     fit, held_out = pairs.iloc[:8].reset_index(drop=True), pairs.iloc[8:].reset_index(drop=True)
     model = tiny_unet()
     before = preference_accuracy(model, held_out, images, draws=8)
-    trained, _ = train_preference(model, fit, images, config=quick(steps=20, batch_pairs=8, lr=1e-3))
+    trained, _ = train_preference(
+        model, fit, images, config=quick(steps=20, batch_pairs=8, lr=1e-3)
+    )
     after = preference_accuracy(trained, held_out, images, draws=8)
     assert after.mean() > before.mean() + 0.15
 
