@@ -21,7 +21,6 @@ model, not a fresh one: the agreement of noise would say nothing.
 Usage: python benchmarks/fairgen.py [--part all|dpo|synthesis] [--pairs 32] [--size 32]
     [--width 16] [--steps 10] [--images 256] [--n-train 1000] [--train-steps 600]
     [--compare dpmsolver_sde:20 dpmsolver:20 ddim:1000] [--device auto]
-The chapter's larger CPU setting's generator: --n-train 6000 --train-steps 2400.
 """
 
 import argparse

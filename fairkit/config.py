@@ -37,9 +37,10 @@ class Settings:
     fairgen_diffusion_steps: int  # optimiser steps of each of FairGen's diffusion models
     fairgen_diffusion_batch: int  # images per step (quick: more, smaller steps learn faster)
     fairgen_pairs: int  # FairGen's preference pairs per (group, finding) cell
-    fairgen_dpo_steps: int  # optimiser steps of Diffusion-DPO (each candidate of the search)
+    fairgen_dpo_steps: tuple[int, ...]  # the search's step counts of Diffusion-DPO: one run to
+    # the largest, read at each (``align_tuned``)
     fairgen_betas: tuple[float, ...]  # the search's preference strengths beta (``align_tuned``)
-    fairgen_lrs: tuple[float, ...]  # and its learning rates: every (beta, lr) is one candidate
+    fairgen_lrs: tuple[float, ...]  # and its learning rates: every (beta, lr, steps) is a candidate
     fairgen_rater_steps: int  # fewest optimiser steps of each of the rater's classifiers
     ssl_pool: int  # unlabelled images a self-supervised encoder pretrains on
     ssl_steps: int  # its SimCLR optimiser steps
@@ -70,7 +71,7 @@ SETTINGS = {
         fairgen_diffusion_steps=30,
         fairgen_diffusion_batch=64,
         fairgen_pairs=8,
-        fairgen_dpo_steps=4,
+        fairgen_dpo_steps=(2, 4),
         fairgen_betas=(2000.0,),
         fairgen_lrs=(1e-4,),
         fairgen_rater_steps=10,
@@ -101,9 +102,9 @@ SETTINGS = {
         fairgen_diffusion_steps=600,  # with 1,000 images: the chapter in 6 min (800, 2,000: 7.7)
         fairgen_diffusion_batch=32,
         fairgen_pairs=24,
-        fairgen_dpo_steps=50,
+        fairgen_dpo_steps=(50,),
         fairgen_betas=(2000.0,),  # one candidate: quick mode shows the study sweep's search
-        fairgen_lrs=(1e-3,),
+        fairgen_lrs=(3e-4,),
         fairgen_rater_steps=300,  # 5 epochs of 1,000 images are 160: MRI's collapse to one class
         ssl_pool=4000,
         ssl_steps=300,
@@ -132,7 +133,7 @@ SETTINGS = {
         fairgen_diffusion_steps=30000,
         fairgen_diffusion_batch=256,
         fairgen_pairs=500,
-        fairgen_dpo_steps=2000,
+        fairgen_dpo_steps=(500, 1000, 2000),
         fairgen_betas=(500.0, 2000.0, 8000.0),
         fairgen_lrs=(3e-5, 1e-4),
         fairgen_rater_steps=300,
@@ -150,19 +151,25 @@ SETTINGS = {
 # chest X-ray judge of the finding reached 0.827 balanced accuracy, below the 0.85 an instrument
 # needs (0.851 at 32 px); 250 pairs a cell keep 200 test pairs a group (``fairgen.PAIR_SPLITS``)
 # to measure alignment; the generator trains until the judges see the intended group in its
-# images (0.92-0.97 of skin's at 1,500 steps: the manipulation check, chapter 5); DPO and its
-# reference-free form each search three betas on validation pairs. Their steps and learning rate
-# were chosen by that same objective, held-out preference accuracy on validation pairs (skin,
-# seed 0, beta 2000): 60 steps at lr 1e-4 moved it by +0.001, 60 at 1e-3 by +0.003, 300 at 1e-3
-# by +0.037 +/- 0.020 (at 3e-3, +0.021 +/- 0.030); no fairness endpoint was read.
+# images (0.92-0.97 of skin's at 1,500 steps: the manipulation check, chapter 5). The alignment
+# search (DPO and its reference-free form alike, ``fairgen.align_tuned``) was set by its own
+# objective, held-out preference accuracy on validation pairs, and by the realism of its samples
+# (``fairgen.realism_probe``, worst cell, bound 0.25; skin, seed 0; gains ± 1.96 se): at lr 1e-3,
+# DPO at beta 2000 gained +0.037 ± 0.020 after 300 steps but its samples failed the probe from
+# step 50 on (worst cell 0.00-0.01: noise). At lr 3e-4, read at 100 / 200 / 300 steps, the worst
+# cell's realism fell as the model moved (beta 500: 0.37 / 0.13 / 0.00; 2000: 0.48 / 0.26 / 0.19;
+# 8000: 0.50 / 0.47 / 0.21) and no realistic candidate's gain left the noise (at most
+# +0.002 ± 0.010); 60 steps at lr 1e-4 moved nothing (+0.001). The reference-free form's samples
+# failed the probe at step 50 at every rate tried (3e-5: worst cell 0.05; 1e-4, 3e-4, 1e-3:
+# 0.00). No fairness endpoint and no judge was read.
 SETTINGS["study"] = replace(
     SETTINGS["quick"],
     fairgen_size=32,
     fairgen_diffusion_steps=1500,
     fairgen_pairs=250,
-    fairgen_dpo_steps=300,
+    fairgen_dpo_steps=(100, 200, 300),
     fairgen_betas=(500.0, 2000.0, 8000.0),
-    fairgen_lrs=(1e-3,),
+    fairgen_lrs=(3e-4,),
 )
 # The chapters that read FairGen's sizes: their kept sweeps run at ``study``, which a quick run
 # of them reads. The others' quick sizes are the study setting's (the two differ only in
@@ -183,11 +190,6 @@ JUDGE_DRAW = 4
 # real images score 1 by construction, uniform noise 0.002 in every modality.
 MANIPULATION = {"group": 0.85, "finding": 0.10, "realism": 0.25}
 FAIRGEN_PAPER = {"skin": 95.9, "cxr": 80.0, "mri": 35.2}  # FairGen's improvement of the gap, %
-
-# Chapter 5's larger setting, still on a CPU (its notebook parameters): skin only, six times quick
-# mode's training images and generators trained four times longer, where quick's intervals are
-# too wide to give a verdict. Its kept sweep is read by the chapter and by the summary.
-FAIRGEN_LARGER = {"modalities": ["skin"], "n_train": 6000, "n_test": 4000, "generator_steps": 2400}
 
 
 def settings(mode: str) -> Settings:

@@ -26,7 +26,7 @@ from fairkit.plots.style import GROUP_COLORS, as_display, palette, set_theme
 
 __all__ = [
     "GROUP_COLORS",  # fixed colours per attribute value, the same in every chapter
-    "alignment_search",  # validation preference accuracy of each (beta, lr) candidate
+    "alignment_search",  # validation preference accuracy of each (beta, lr, steps) candidate
     "amplification_curves",  # per-group metric and a gap against injected bias strength
     "as_display",  # (N, C, H, W) images as (N, H, W, 3) floats for imshow
     "causal_graph",  # a causal model's graph, nodes coloured by kind

@@ -6,6 +6,8 @@ The models compared are the unaligned diffusion model and its two preference-ali
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -434,46 +436,54 @@ def _forest_series(ax, part: pd.DataFrame, *, pos, limits, colour, split) -> boo
 
 
 def alignment_search(table: pd.DataFrame, *, title: str):
-    """Validation preference accuracy of each (β, learning rate) candidate, per variant (95% CI).
+    """Validation preference accuracy of each (β, learning rate, steps) candidate (95% CI).
 
     Args:
-        table: Columns modality, variant ("dpo", "reference_free"), beta, lr, value, lo, hi,
-            unaligned (the unaligned model's accuracy on the same pairs) and chosen (bool, or
-            the share of seeds that chose the candidate).
+        table: Columns modality, variant ("dpo", "reference_free"), beta, lr, steps, value,
+            lo, hi, unaligned (the unaligned model's accuracy on the same pairs), admissible
+            and chosen (each a bool, or the share of seeds).
         title: The figure's title.
 
     Returns:
-        One panel per modality, β on a log axis, a line per (variant, learning rate); a ring
-        marks the chosen candidate, a dotted line the unaligned model, a dashed one chance.
+        A panel per (variant, modality), the steps on x, a line per (β, learning rate); a cross
+        marks a candidate whose samples fail the realism probe (admissible in under half the
+        seeds), a ring the chosen one, a dotted line the unaligned model, a dashed one chance.
     """
-    require_columns(table, ["modality", "variant", "beta", "lr", *INTERVAL, "unaligned", "chosen"],
-                    figure="alignment_search")  # fmt: skip
-    modalities = list(pd.unique(table["modality"]))
-    colours = _model_colours(table["variant"])
+    require_columns(table, ["modality", "variant", "beta", "lr", "steps", *INTERVAL, "unaligned",
+                            "admissible", "chosen"], figure="alignment_search")  # fmt: skip
+    modalities, variants = list(pd.unique(table["modality"])), list(pd.unique(table["variant"]))
     fig, axes = plt.subplots(
-        1, len(modalities), figsize=(3.8 * len(modalities) + 2.2, 3.6), squeeze=False, sharey=True
-    )
-    rates = sorted(table["lr"].unique())
+        len(variants), len(modalities), figsize=(3.6 * len(modalities) + 2.4, 3.0 * len(variants)),
+        squeeze=False, sharey=True,
+    )  # fmt: skip
+    betas, rates = sorted(table["beta"].unique()), sorted(table["lr"].unique())
+    colours = dict(zip(betas, sns.color_palette("viridis", len(betas)), strict=True))
     styles = {lr: ["-", "--", ":", "-."][k % 4] for k, lr in enumerate(rates)}
-    for ax, modality in zip(axes[0], modalities, strict=True):
-        rows = table[table["modality"] == modality]
+    for (i, variant), (j, modality) in itertools.product(
+        enumerate(variants), enumerate(modalities)
+    ):
+        ax, rows = (
+            axes[i, j],
+            table[(table["variant"] == variant) & (table["modality"] == modality)],
+        )
         ax.axhline(0.5, color="0.35", lw=1, ls="--", label="chance", zorder=1)
         ax.axhline(rows["unaligned"].mean(), color="0.2", lw=1, ls=":", label="unaligned")
-        for (variant, lr), line in rows.groupby(["variant", "lr"], sort=False):
-            line = line.sort_values("beta")
-            colour = colours[variant]
-            ax.errorbar(line["beta"], line["value"], yerr=[line["value"] - line["lo"],
+        for (beta, lr), line in rows.groupby(["beta", "lr"]):
+            line, colour = line.sort_values("steps"), colours[beta]
+            ax.errorbar(line["steps"], line["value"], yerr=[line["value"] - line["lo"],
                         line["hi"] - line["value"]], color=colour, ls=styles[lr], marker="o",
-                        ms=4, capsize=2, label=f"{_label(variant)}, lr {lr:g}")  # fmt: skip
+                        ms=4, capsize=2, label=f"β {beta:g}, lr {lr:g}")  # fmt: skip
+            failed = line[line["admissible"].astype(float) < 0.5]
+            if len(failed):
+                ax.plot(failed["steps"], failed["value"], "x", ms=9, mew=2, color="0.1",
+                        label="× samples fail realism")  # fmt: skip
             picked = line[line["chosen"].astype(float) >= 0.5]
-            ax.plot(picked["beta"], picked["value"], "o", ms=11, mfc="none", mec=colour, mew=1.5)
-        ax.set_xscale("log")
-        searched = sorted(rows["beta"].unique())  # tick the searched values only, not 2×10³ …
-        ax.set_xticks(searched, [f"{b:g}" for b in searched])
-        ax.minorticks_off()
-        ax.set(title=str(modality), xlabel="β (log scale)",
-               ylabel="validation pairs ranked\nlike the rater (0–1)")  # fmt: skip
-    _legend(axes, on=axes[0, -1], title="variant, learning rate (ring: chosen)")
+            ax.plot(picked["steps"], picked["value"], "o", ms=11, mfc="none", mec=colour, mew=1.5)
+        searched = sorted(rows["steps"].unique())
+        ax.set_xticks(searched, [f"{n:g}" for n in searched])
+        ax.set(title=f"{modality}: {_label(variant)}", xlabel="alignment steps",
+               ylabel="validation pairs ranked\nlike the rater (0–1)" if j == 0 else "")  # fmt: skip
+    _legend(axes, on=axes[0, -1], title="β, learning rate (ring: chosen)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

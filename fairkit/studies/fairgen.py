@@ -12,8 +12,10 @@ number of *real* images of the rare cells, drawn from the causal model.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
 import pandas as pd
@@ -66,11 +68,12 @@ def sized(
     generator_steps: int | None = None,
     betas=None,
     learning_rates=None,
+    dpo_steps=None,
 ) -> Settings:
     """The mode's FairGen sizes with a reader's overrides (None keeps the mode's).
 
-    A larger setting than quick mode's, on a CPU, is this with more images and steps;
-    ``betas`` and ``learning_rates`` replace the alignment search's grid (``align_tuned``).
+    ``betas``, ``learning_rates`` and ``dpo_steps`` replace the alignment search's grid
+    (``align_tuned``).
     """
     asked = {
         "fairgen_size": image_size,
@@ -79,6 +82,7 @@ def sized(
         "fairgen_diffusion_steps": generator_steps,
         "fairgen_betas": None if betas is None else tuple(map(float, betas)),
         "fairgen_lrs": None if learning_rates is None else tuple(map(float, learning_rates)),
+        "fairgen_dpo_steps": None if dpo_steps is None else tuple(map(int, dpo_steps)),
     }
     return replace(settings, **{k: v for k, v in asked.items() if v is not None})
 
@@ -256,34 +260,80 @@ def align_tuned(
     images: np.ndarray,
     *,
     variant: str,
+    realism: Callable[[diffusion.ConditionalUNet], float],
     settings: Settings,
     seed: int,
     device: str,
     checkpoint_dir: Path | None,
 ) -> tuple[diffusion.ConditionalUNet, pd.DataFrame]:
-    """``align`` at the (β, lr) that ranks the validation pairs best: tuned on its own objective.
+    """``align`` at the (β, lr, steps) that ranks the validation pairs best while still realistic.
 
     Every (β, lr) of ``settings.fairgen_betas`` × ``fairgen_lrs`` aligns a copy on the fit
-    pairs (``split_pairs``) for ``fairgen_dpo_steps`` steps; the candidate with the highest
-    preference accuracy on the validation pairs is kept (the first on a tie). Neither the test
-    pairs nor any fairness endpoint enters the choice. Returns the chosen model and the search:
-    a row per candidate with its validation accuracy (``value``, ``lo``, ``hi``), the
-    unaligned model's (``unaligned``) and ``chosen``.
+    pairs (``split_pairs``), read after each step count of ``fairgen_dpo_steps`` (one run to the
+    largest: a longer run resumes from a shorter one's end). A candidate is *admissible* when
+    ``realism`` of it (``realism_probe``: its validation samples' worst cell, against real
+    images) reaches ``MANIPULATION["realism"]``: a generator that ranks pairs well but draws
+    noise has left the task. The admissible candidate with the highest preference accuracy on
+    the validation pairs is kept (the first on a tie: fewer steps); when none is admissible,
+    the most accurate one, so the manipulation checks show why. Neither the test pairs nor any
+    fairness endpoint enters the choice.
+
+    Returns the chosen model and the search: a row per candidate with its validation accuracy
+    (``value``, ``lo``, ``hi``), ``realism``, ``admissible``, the unaligned model's accuracy
+    (``unaligned``) and realism (``unaligned_realism``), and ``chosen``.
     """
     before = preference_accuracy(model, pairs["validation"], images, seed=seed).mean()
-    rows, chosen = [], None
+    rows, kept = [], {}  # kept: the most accurate candidate, and the most accurate admissible
     grid = list(itertools.product(settings.fairgen_betas, settings.fairgen_lrs))
-    for beta, lr in tqdm(grid, desc=f"{variant} search (β, lr)", leave=False):
-        folder = None if checkpoint_dir is None else checkpoint_dir / f"beta{beta:g}-lr{lr:g}"
-        tuned, _ = align(model, pairs["fit"], images, variant=variant, beta=beta, lr=lr,
-                         steps=settings.fairgen_dpo_steps, seed=seed, device=device,
-                         checkpoint_dir=folder)  # fmt: skip
-        hits = preference_accuracy(tuned, pairs["validation"], images, seed=seed)
-        rows.append({"variant": variant, "beta": beta, "lr": lr, **_mean_interval(hits)})
-        if chosen is None or rows[-1]["value"] > rows[chosen[0]]["value"]:
-            chosen = (len(rows) - 1, tuned)
-    search = pd.DataFrame(rows).assign(unaligned=before)
-    return chosen[1], search.assign(chosen=search.index == chosen[0])
+    with TemporaryDirectory() as scratch:  # where the runs resume from when none is kept
+        root = Path(scratch) if checkpoint_dir is None else checkpoint_dir
+        for beta, lr in tqdm(grid, desc=f"{variant} search (β, lr)", leave=False):
+            for steps in sorted(settings.fairgen_dpo_steps):
+                tuned, _ = align(model, pairs["fit"], images, variant=variant, beta=beta, lr=lr,
+                                 steps=steps, seed=seed, device=device,
+                                 checkpoint_dir=root / f"beta{beta:g}-lr{lr:g}")  # fmt: skip
+                hits = preference_accuracy(tuned, pairs["validation"], images, seed=seed)
+                rows.append({"variant": variant, "beta": beta, "lr": lr, "steps": steps,
+                             **_mean_interval(hits), "realism": realism(tuned)})  # fmt: skip
+                admissible = rows[-1]["realism"] >= MANIPULATION["realism"]
+                for key in ("any", "admissible") if admissible else ("any",):
+                    if key not in kept or rows[-1]["value"] > kept[key][0]:
+                        kept[key] = (rows[-1]["value"], len(rows) - 1, tuned)
+    _, best, chosen = kept.get("admissible", kept["any"])
+    search = pd.DataFrame(rows).assign(unaligned=before, unaligned_realism=realism(model))
+    search["admissible"] = search["realism"] >= MANIPULATION["realism"]
+    return chosen, search.assign(chosen=search.index == best)
+
+
+def realism_probe(
+    rater: Rater, scenario: Scenario, *, guidance: float, sampler: str, seed: int
+) -> Callable[[diffusion.ConditionalUNet], float]:
+    """How realistic a generator's samples are: its worst cell's realism over real images'.
+
+    The generator draws ``PROBE_PER_CELL`` images of each (group, finding) cell, from a stream
+    of their own; each cell's mean realism under the *rater* (the alignment's own reward; the
+    judges that grade the result never choose it) is divided by the rater's mean realism of the
+    real validation images. ``align_tuned`` admits candidates at ``MANIPULATION["realism"]``.
+    """
+    real = rater.realism(scenario.val.images).mean()
+    plan = cells(scenario, rule="inverse").assign(synthesise=PROBE_PER_CELL)
+    by = [scenario.attribute, FINDING]
+
+    def worst_cell(model: diffusion.ConditionalUNet) -> float:
+        drawn = synthesise(
+            model, plan, label=FINDING, classes=scenario.train.classes,
+            modality=scenario.train.modality, seed=seeds.stream(seed, "realism probe"),
+            sampler=sampler, guidance=guidance, progress=False,
+        )  # fmt: skip
+        ratio = pd.Series(rater.realism(drawn.images) / real, index=drawn.meta.index)
+        return float(ratio.groupby([drawn.meta[c] for c in by]).mean().min())
+
+    return worst_cell
+
+
+PROBE_PER_CELL = (
+    32  # images a cell in ``realism_probe``: a collapsed cell scores ~0, a sound one ~1
+)
 
 
 def alignment_table(
@@ -556,20 +606,20 @@ def pooled_search(searches: pd.DataFrame) -> pd.DataFrame:
     """The alignment search over a sweep's seeds: per candidate, its mean validation accuracy.
 
     ``value``, ``lo``, ``hi``: the mean over seeds with a seed-level t interval; ``unaligned``:
-    the unaligned model's mean; ``chosen``: the share of seeds whose search chose it.
+    the unaligned model's mean; ``admissible`` and ``chosen``: the shares of seeds whose search
+    admitted it and chose it.
     """
-    keys = ["modality", "variant", "beta", "lr"]
+    keys = ["modality", "variant", "beta", "lr", "steps"]
     pooled = pool_seeds(searches.assign(metric="preference_accuracy"), by=keys)
-    shares = searches.groupby(keys)[["unaligned", "chosen"]].mean().reset_index()
+    shares = searches.groupby(keys)[["unaligned", "admissible", "chosen"]].mean().reset_index()
     return pooled[[*keys, "value", "lo", "hi", "n_seeds"]].merge(shares, on=keys)
 
 
-def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes: str = "") -> str:
+def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str) -> str:
     """Per modality, in words read from the pooled rows: is FairGen's improvement reproduced?
 
     FairGen's model is ``variant``; its improvement (test set, then external site) is set beside
-    the paper's, the oracle's and the registry baselines', each with its interval. ``sizes``
-    says how the runs differ from the mode's (e.g. a larger setting).
+    the paper's, the oracle's and the registry baselines', each with its interval.
     """
 
     def row(setting, a, b, metric, group="all"):
@@ -595,7 +645,7 @@ def findings(pooled: pd.DataFrame, *, variant: str, seeds: int, mode: str, sizes
         defined = f"; defined in {n} of {seeds} seeds" if unit and n < seeds else ""
         return f"{number} ({r.verdict}{defined})"
 
-    lines = [f"Pooled over **{seeds} seed(s)**, {mode} mode{sizes}; FairGen's model: `{variant}`."]
+    lines = [f"Pooled over **{seeds} seed(s)**, {mode} mode; FairGen's model: `{variant}`."]
     modalities = sorted({s.split(", ")[0] for s in pooled["setting"]})
     for m in modalities:
         test, external = f"{m}, test", f"{m}, external"

@@ -91,12 +91,17 @@ def run_steps(
     start, history = 0, []
     last = last_checkpoint(config.checkpoint_dir)
     unwrapped = accelerator.unwrap_model(model)
-    identity = run_identity(config, unwrapped, **identity_data) if last else {}
+    identity = _identity(config, unwrapped, identity_data) if last else {}
     restored = resume(
         last, unwrapped, optimizer, lr_schedule, identity=identity, mode=config.resume
     )
     if restored is not None:
         start, history = _restore_ema(ema, *restored)
+        if start > config.steps:
+            raise ValueError(
+                f"the checkpoint {last} is at step {start}, past this run's {config.steps} "
+                "steps; ask for at least as many steps, or another checkpoint_dir"
+            )
     ema.to(accelerator.device)
     bar = tqdm(
         total=config.steps, initial=start, desc=desc, unit="step", disable=not config.progress
@@ -128,6 +133,18 @@ def run_steps(
     model = accelerator.unwrap_model(model)
     ema.copy_to(model.parameters())
     return model.eval(), pd.DataFrame(history)
+
+
+def _identity(config: StepSettings, model: nn.Module, data: dict[str, Any]) -> dict[str, str]:
+    """The run's identity without its length: a longer run resumes from a shorter one's end.
+
+    The state at step k does not depend on how many steps follow (the rate is constant after
+    the warm-up, each step seeds its own draws), so the search of a step count trains once and
+    reads each count on the way (``fairkit.studies.fairgen.align_tuned``).
+    """
+    identity = run_identity(config, model, **data)
+    identity.pop("steps")
+    return identity
 
 
 def _checkpoint(

@@ -78,12 +78,14 @@ def _forest():
 
 def _search():
     rows = [
-        dict(modality=m, variant=v, beta=b, lr=lr, value=0.6 + b / 1e5, lo=0.5 + b / 1e5,
-             hi=0.7 + b / 1e5, unaligned=0.52, chosen=(b == 8000.0 and lr == 1e-4))
+        dict(modality=m, variant=v, beta=b, lr=lr, steps=n, value=0.6 + b / 1e5 + n / 1e4,
+             lo=0.5 + b / 1e5, hi=0.7 + b / 1e5, unaligned=0.52, admissible=n < 300,
+             chosen=(b == 8000.0 and lr == 1e-4 and n == 200))
         for m in ["skin", "cxr"]
         for v in ["dpo", "reference_free"]
         for b in [500.0, 2000.0, 8000.0]
         for lr in [3e-5, 1e-4]
+        for n in [100, 200, 300]
     ]  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -171,18 +173,24 @@ def test_improvement_forest_without_paper_or_clipping_adds_no_note():
     assert fig.axes[0].get_title() == "skin"
 
 
-def test_alignment_search_rings_the_chosen_candidate_against_chance_and_the_unaligned():
+def test_alignment_search_rings_the_chosen_candidate_and_crosses_the_unrealistic_ones():
     fig = plots.alignment_search(_search(), title="t")
-    skin, cxr = fig.axes
-    assert skin.get_xscale() == "log" and (skin.get_title(), cxr.get_title()) == ("skin", "cxr")
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [ax.get_title() for ax in axes.ravel()] == [
+        "skin: dpo", "cxr: dpo", "skin: reference-free", "cxr: reference-free"
+    ]  # fmt: skip
+    skin = axes[0, 0]
+    assert _ticks(skin) == ["100", "200", "300"] and skin.get_xlabel() == "alignment steps"
     references = [line.get_label() for line in skin.lines[:2]]
     assert references == ["chance", "unaligned"] and skin.lines[1].get_ydata()[0] == pytest.approx(
         0.52
     )
     rings = [line for line in skin.lines if line.get_marker() == "o" and line.get_mfc() == "none"]
     chosen = [(tuple(r.get_xdata()), tuple(r.get_ydata())) for r in rings if len(r.get_xdata())]
-    assert chosen == [((8000.0,), (pytest.approx(0.68),))] * 2  # one per variant
-    assert "dpo, lr 0.0001" in _legend(fig) and "reference-free, lr 3e-05" in _legend(fig)
+    assert chosen == [((200,), (pytest.approx(0.7),))]
+    crosses = [line for line in skin.lines if line.get_marker() == "x"]
+    assert len(crosses) == 6 and all(list(c.get_xdata()) == [300] for c in crosses)
+    assert "β 8000, lr 0.0001" in _legend(fig) and "× samples fail realism" in _legend(fig)
 
 
 def test_nearest_pairs_puts_each_distance_under_its_pair():

@@ -139,37 +139,58 @@ def test_an_invalid_judges_agreement_is_withheld():
     assert shown["pathology_agreement"].tolist() == [0.7, 0.6]
 
 
-def test_the_alignment_search_keeps_the_best_validation_candidate_and_never_reads_the_test_pairs(
-    monkeypatch,
-):
+def _search(monkeypatch, *, accuracy_of, realism_of):
+    """``align_tuned`` over a 2 x 2 x 2 grid of fake models (dicts of their settings)."""
     pairs = {name: pd.DataFrame({"pair_id": [name] * 4}) for name in study.PAIR_SPLITS}
     seen = []
 
-    def align(model, fit, images, *, beta, lr, **_):
+    def align(model, fit, images, *, beta, lr, steps, **_):
         seen.append(fit["pair_id"].iloc[0])
-        return {"beta": beta, "lr": lr}, None
+        return {"beta": beta, "lr": lr, "steps": steps}, None
 
     def accuracy(model, scored, images, *, seed):
         seen.append(scored["pair_id"].iloc[0])
-        hit = (
-            0.5
-            if model == "unaligned"
-            else {(2000.0, 1e-4): 0.7}.get((model["beta"], model["lr"]), 0.6)
-        )
-        return np.full(len(scored), hit)
+        return np.full(len(scored), 0.5 if model == "unaligned" else accuracy_of(model))
 
     monkeypatch.setattr(study, "align", align)
     monkeypatch.setattr(study, "preference_accuracy", accuracy)
-    sizes = study.sized(settings("smoke"), betas=[500, 2000], learning_rates=[3e-5, 1e-4])
+    sizes = study.sized(
+        settings("smoke"), betas=[500, 2000], learning_rates=[3e-5, 1e-4], dpo_steps=[4, 2]
+    )
     chosen, search = study.align_tuned(
         "unaligned", pairs, None, variant="dpo", settings=sizes, seed=0, device="cpu",
-        checkpoint_dir=None,
+        checkpoint_dir=None, realism=lambda m: 0.9 if m == "unaligned" else realism_of(m),
     )  # fmt: skip
-    assert chosen == {"beta": 2000.0, "lr": 1e-4}
-    assert len(search) == 4 and search["chosen"].sum() == 1
+    return chosen, search, seen
+
+
+def test_the_alignment_search_keeps_the_best_realistic_candidate_and_never_reads_the_test_pairs(
+    monkeypatch,
+):
+    collapsed = {"beta": 2000.0, "lr": 1e-4, "steps": 4}  # the most accurate, but noise
+    best = {"beta": 2000.0, "lr": 1e-4, "steps": 2}
+    chosen, search, seen = _search(
+        monkeypatch,
+        accuracy_of=lambda m: {str(collapsed): 0.8, str(best): 0.7}.get(str(m), 0.6),
+        realism_of=lambda m: 0.1 if m == collapsed else 0.8,
+    )
+    assert chosen == best
+    assert len(search) == 8 and search["chosen"].sum() == 1 and search["admissible"].sum() == 7
     assert search.loc[search["chosen"], "value"].item() == 0.7
-    assert (search["unaligned"] == 0.5).all()
+    assert list(search["steps"].iloc[:2]) == [2, 4]  # each run read at its step counts in order
+    assert (search["unaligned"] == 0.5).all() and (search["unaligned_realism"] == 0.9).all()
     assert set(seen) == {"fit", "validation"}
+
+
+def test_a_search_with_no_realistic_candidate_keeps_the_most_accurate_and_says_so(monkeypatch):
+    top = {"beta": 500.0, "lr": 1e-4, "steps": 2}
+    chosen, search, _ = _search(
+        monkeypatch,
+        accuracy_of=lambda m: 0.75 if m == top else 0.6,
+        realism_of=lambda m: 0.05,
+    )
+    assert chosen == top and not search["admissible"].any()
+    assert search.loc[search["chosen"], "value"].item() == 0.75
 
 
 def test_the_alignment_table_pairs_each_model_with_the_unaligned_one_on_the_same_pairs(monkeypatch):

@@ -39,7 +39,7 @@ def test_resume_after_kill_gives_the_same_weights(skin16, tiny_unet, tmp_path):
 
 @pytest.mark.parametrize(
     ("change", "difference"),
-    [({"seed": 1}, "seed: stored 0, now 1"), ({"steps": 3}, "steps: stored 2, now 3")],
+    [({"seed": 1}, "seed: stored 0, now 1"), ({"batch_size": 4}, "batch_size: stored 8, now 4")],
 )
 def test_a_checkpoint_of_another_run_is_refused(skin16, tiny_unet, tmp_path, change, difference):
     config = DiffusionConfig(steps=2, batch_size=8, checkpoint_dir=str(tmp_path), progress=False)

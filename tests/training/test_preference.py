@@ -176,6 +176,24 @@ def test_resume_after_a_stop_gives_the_same_weights(separable, tiny_unet, tmp_pa
     pd.testing.assert_frame_equal(history, whole_history)
 
 
+def test_a_longer_run_resumes_from_a_shorter_ones_end(separable, tiny_unet, tmp_path):
+    pairs, images = separable
+    whole, whole_history = train_preference(tiny_unet(), pairs, images, config=quick(steps=4))
+    shorter = quick(steps=2, checkpoint_dir=str(tmp_path))
+    train_preference(tiny_unet(), pairs, images, config=shorter)
+    longer, history = train_preference(tiny_unet(), pairs, images, config=replace(shorter, steps=4))
+    assert same_weights(whole, longer)
+    pd.testing.assert_frame_equal(history, whole_history)
+
+
+def test_a_checkpoint_past_the_runs_steps_is_refused(separable, tiny_unet, tmp_path):
+    pairs, images = separable
+    config = quick(steps=3, checkpoint_dir=str(tmp_path))
+    train_preference(tiny_unet(), pairs, images, config=config)
+    with pytest.raises(ValueError, match="at step 3, past this run's 2 steps"):
+        train_preference(tiny_unet(), pairs, images, config=replace(config, steps=2))
+
+
 @pytest.mark.parametrize(
     ("change", "difference"),
     [
