@@ -246,7 +246,7 @@ def _fairgen_gates(modality: str) -> tuple[Gate, ...]:
     )  # fmt: skip
 
 
-def _fairgen(modality: str, claim: str, *, sweep: str = "defaults") -> Claim:
+def _fairgen(modality: str, claim: str) -> Claim:
     """FairGen on one modality: dpo narrows real only's accuracy gap (primary: the gap's change).
 
     The source never defines its "improvement"; we read it as the relative reduction of the
@@ -263,7 +263,7 @@ def _fairgen(modality: str, claim: str, *, sweep: str = "defaults") -> Claim:
                         size=FAIRGEN_PAPER[modality]),
                    Rows("fairgen", setting, "dpo", "real only", "gap_auroc"),
                    Rows("fairgen", f"{modality}, external", "dpo", "real only", "gap_accuracy")),
-        gates=_fairgen_gates(modality), sweep=sweep,
+        gates=_fairgen_gates(modality),
     )  # fmt: skip
 
 

@@ -6,8 +6,6 @@ The models compared are the unaligned diffusion model and its two preference-ali
 
 from __future__ import annotations
 
-import itertools
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -459,34 +457,36 @@ def alignment_search(table: pd.DataFrame, *, title: str):
     betas, rates = sorted(table["beta"].unique()), sorted(table["lr"].unique())
     colours = dict(zip(betas, sns.color_palette("viridis", len(betas)), strict=True))
     styles = {lr: ["-", "--", ":", "-."][k % 4] for k, lr in enumerate(rates)}
-    for (i, variant), (j, modality) in itertools.product(
-        enumerate(variants), enumerate(modalities)
-    ):
-        ax, rows = (
-            axes[i, j],
-            table[(table["variant"] == variant) & (table["modality"] == modality)],
-        )
-        ax.axhline(0.5, color="0.35", lw=1, ls="--", label="chance", zorder=1)
-        ax.axhline(rows["unaligned"].mean(), color="0.2", lw=1, ls=":", label="unaligned")
-        for (beta, lr), line in rows.groupby(["beta", "lr"]):
-            line, colour = line.sort_values("steps"), colours[beta]
-            ax.errorbar(line["steps"], line["value"], yerr=[line["value"] - line["lo"],
-                        line["hi"] - line["value"]], color=colour, ls=styles[lr], marker="o",
-                        ms=4, capsize=2, label=f"β {beta:g}, lr {lr:g}")  # fmt: skip
-            failed = line[line["admissible"].astype(float) < 0.5]
-            if len(failed):
-                ax.plot(failed["steps"], failed["value"], "x", ms=9, mew=2, color="0.1",
-                        label="× samples fail realism")  # fmt: skip
-            picked = line[line["chosen"].astype(float) >= 0.5]
-            ax.plot(picked["steps"], picked["value"], "o", ms=11, mfc="none", mec=colour, mew=1.5)
-        searched = sorted(rows["steps"].unique())
-        ax.set_xticks(searched, [f"{n:g}" for n in searched])
-        ax.set(title=f"{modality}: {_label(variant)}", xlabel="alignment steps",
-               ylabel="validation pairs ranked\nlike the rater (0–1)" if j == 0 else "")  # fmt: skip
+    for i, variant in enumerate(variants):
+        for j, modality in enumerate(modalities):
+            rows = table[(table["variant"] == variant) & (table["modality"] == modality)]
+            _search_panel(axes[i, j], rows, colours=colours, styles=styles)
+            axes[i, j].set(title=f"{modality}: {_label(variant)}",
+                           ylabel="validation pairs ranked\nlike the rater (0–1)" if j == 0 else "")  # fmt: skip
     _legend(axes, on=axes[0, -1], title="β, learning rate (ring: chosen)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _search_panel(ax, rows: pd.DataFrame, *, colours: dict, styles: dict) -> None:
+    """One panel of ``alignment_search``: a line per (β, lr) over the steps, with its marks."""
+    ax.axhline(0.5, color="0.35", lw=1, ls="--", label="chance", zorder=1)
+    ax.axhline(rows["unaligned"].mean(), color="0.2", lw=1, ls=":", label="unaligned")
+    for (beta, lr), line in rows.groupby(["beta", "lr"]):
+        line, colour = line.sort_values("steps"), colours[beta]
+        ax.errorbar(line["steps"], line["value"], yerr=[line["value"] - line["lo"],
+                    line["hi"] - line["value"]], color=colour, ls=styles[lr], marker="o",
+                    ms=4, capsize=2, label=f"β {beta:g}, lr {lr:g}")  # fmt: skip
+        failed = line[line["admissible"].astype(float) < 0.5]
+        if len(failed):
+            ax.plot(failed["steps"], failed["value"], "x", ms=9, mew=2, color="0.1",
+                    label="× samples fail realism")  # fmt: skip
+        picked = line[line["chosen"].astype(float) >= 0.5]
+        ax.plot(picked["steps"], picked["value"], "o", ms=11, mfc="none", mec=colour, mew=1.5)
+    searched = sorted(rows["steps"].unique())
+    ax.set_xticks(searched, [f"{n:g}" for n in searched])
+    ax.set_xlabel("alignment steps")
 
 
 def nearest_pairs(

@@ -258,8 +258,8 @@ def chapter_results(chapter: str, table: str, *, mode: str, root=RESULTS, **para
 
     The sweep's mode is ``config.swept_mode``'s (a quick reader of FairGen's chapters reads the
     study setting's sweep). What the summary pools: the runs of ``make study`` (every seed), not a reader's own runs
-    with other settings; ``params`` replace some defaults (another kept sweep, e.g. a larger
-    setting). Runs that may not be pooled are refused (``poolable``).
+    with other settings; ``params`` replace some defaults (another kept sweep of
+    ``claims.SWEEPS``). Runs that may not be pooled are refused (``poolable``).
     """
     defaults = notebook_parameters(REPO_ROOT / "notebooks" / f"{chapter}.py")
     where = pooling_key(replaced(defaults, params, chapter=chapter))

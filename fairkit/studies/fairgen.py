@@ -12,6 +12,7 @@ number of *real* images of the rare cells, drawn from the causal model.
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from fairkit.data import Cohort, concat, synth
 from fairkit.experiment import Experiment, Scenario
 from fairkit.fairness import Report, metric_rows
 from fairkit.fidelity import attribute_agreement
+from fairkit.io import atomic_path
 from fairkit.methods import Augment, MethodPredictions
 from fairkit.models import diffusion
 from fairkit.rater import Rater, fit_rater, rate_pairs
@@ -34,6 +36,7 @@ from fairkit.synthesis import missing_cells, synthesise
 from fairkit.training import (
     DiffusionConfig,
     PreferenceConfig,
+    last_checkpoint,
     preference_accuracy,
     train_diffusion,
     train_preference,
@@ -269,51 +272,76 @@ def align_tuned(
     """``align`` at the (β, lr, steps) that ranks the validation pairs best while still realistic.
 
     Every (β, lr) of ``settings.fairgen_betas`` × ``fairgen_lrs`` aligns a copy on the fit
-    pairs (``split_pairs``), read after each step count of ``fairgen_dpo_steps`` (one run to the
-    largest: a longer run resumes from a shorter one's end). A candidate is *admissible* when
-    ``realism`` of it (``realism_probe``: its validation samples' worst cell, against real
-    images) reaches ``MANIPULATION["realism"]``: a generator that ranks pairs well but draws
-    noise has left the task. The admissible candidate with the highest preference accuracy on
-    the validation pairs is kept (the first on a tie: fewer steps); when none is admissible,
-    the most accurate one, so the manipulation checks show why. Neither the test pairs nor any
-    fairness endpoint enters the choice.
+    pairs (``split_pairs``), read after each step count of ``fairgen_dpo_steps``: one run to the
+    largest, each longer read resuming from the shorter one's checkpoint (``_read_folder``). A
+    candidate is *admissible* when ``realism`` of it (``realism_probe``: the worst cell of
+    samples it generates, against real validation images) reaches ``MANIPULATION["realism"]``:
+    a generator that ranks pairs well but draws noise has left the task. The admissible
+    candidate with the highest preference accuracy on the validation pairs is kept (on a tie,
+    the first in grid order: β, then lr, then fewer steps); when none is admissible, the most
+    accurate one, so the manipulation checks show why. Neither the test pairs, the judges nor
+    any fairness endpoint enters the choice.
 
     Returns the chosen model and the search: a row per candidate with its validation accuracy
     (``value``, ``lo``, ``hi``), ``realism``, ``admissible``, the unaligned model's accuracy
-    (``unaligned``) and realism (``unaligned_realism``), and ``chosen``.
+    (``unaligned``), and ``chosen``.
     """
+    grid = list(itertools.product(settings.fairgen_betas, settings.fairgen_lrs))
+    if not grid or not settings.fairgen_dpo_steps:
+        raise ValueError(
+            "the alignment search needs at least one beta, learning rate and step count"
+        )
     before = preference_accuracy(model, pairs["validation"], images, seed=seed).mean()
     rows, kept = [], {}  # kept: the most accurate candidate, and the most accurate admissible
-    grid = list(itertools.product(settings.fairgen_betas, settings.fairgen_lrs))
-    with TemporaryDirectory() as scratch:  # where the runs resume from when none is kept
+    with TemporaryDirectory() as scratch:  # where the reads resume from when none is kept
         root = Path(scratch) if checkpoint_dir is None else checkpoint_dir
         for beta, lr in tqdm(grid, desc=f"{variant} search (β, lr)", leave=False):
+            shorter = None
             for steps in sorted(settings.fairgen_dpo_steps):
+                folder = _read_folder(root / f"beta{beta:g}-lr{lr:g}-steps{steps}", shorter)
                 tuned, _ = align(model, pairs["fit"], images, variant=variant, beta=beta, lr=lr,
-                                 steps=steps, seed=seed, device=device,
-                                 checkpoint_dir=root / f"beta{beta:g}-lr{lr:g}")  # fmt: skip
+                                 steps=steps, seed=seed, device=device, checkpoint_dir=folder)  # fmt: skip
                 hits = preference_accuracy(tuned, pairs["validation"], images, seed=seed)
-                rows.append({"variant": variant, "beta": beta, "lr": lr, "steps": steps,
-                             **_mean_interval(hits), "realism": realism(tuned)})  # fmt: skip
-                admissible = rows[-1]["realism"] >= MANIPULATION["realism"]
-                for key in ("any", "admissible") if admissible else ("any",):
-                    if key not in kept or rows[-1]["value"] > kept[key][0]:
-                        kept[key] = (rows[-1]["value"], len(rows) - 1, tuned)
+                row = {"variant": variant, "beta": beta, "lr": lr, "steps": steps,
+                       **_mean_interval(hits), "realism": realism(tuned)}  # fmt: skip
+                row["admissible"] = row["realism"] >= MANIPULATION["realism"]
+                for key in ("any", "admissible") if row["admissible"] else ("any",):
+                    if key not in kept or row["value"] > kept[key][0]:
+                        kept[key] = (row["value"], len(rows), tuned)
+                rows.append(row)
+                shorter = folder
     _, best, chosen = kept.get("admissible", kept["any"])
-    search = pd.DataFrame(rows).assign(unaligned=before, unaligned_realism=realism(model))
-    search["admissible"] = search["realism"] >= MANIPULATION["realism"]
+    search = pd.DataFrame(rows).assign(unaligned=before)
     return chosen, search.assign(chosen=search.index == best)
 
 
+def _read_folder(folder: Path, shorter: Path | None) -> Path:
+    """``folder``, holding a copy of the ``shorter`` read's last checkpoint if it has none yet.
+
+    Each read keeps its own checkpoint, so the search reruns in the same folders (a re-executed
+    cell, a resumed run) and finds each read where it ended; a longer read starts from the
+    shorter one's state (``training.steps``: a run resumes from a shorter run of its settings).
+    """
+    mine, theirs = last_checkpoint(folder), last_checkpoint(shorter)
+    if theirs is not None and theirs.exists() and not mine.exists():
+        with atomic_path(mine) as tmp:
+            shutil.copyfile(theirs, tmp)
+    return folder
+
+
+PROBE_PER_CELL = 32  # images a cell in ``realism_probe``: a collapsed cell scores ~0, a sound ~1
+
+
 def realism_probe(
-    rater: Rater, scenario: Scenario, *, guidance: float, sampler: str, seed: int
+    rater: Rater, scenario: Scenario, *, guidance: float, sampler: str, steps: int, seed: int
 ) -> Callable[[diffusion.ConditionalUNet], float]:
     """How realistic a generator's samples are: its worst cell's realism over real images'.
 
-    The generator draws ``PROBE_PER_CELL`` images of each (group, finding) cell, from a stream
-    of their own; each cell's mean realism under the *rater* (the alignment's own reward; the
-    judges that grade the result never choose it) is divided by the rater's mean realism of the
-    real validation images. ``align_tuned`` admits candidates at ``MANIPULATION["realism"]``.
+    The generator draws ``PROBE_PER_CELL`` images of each (group, finding) cell (``sampler``,
+    ``steps``, ``guidance``: as the chapter synthesises), from a stream of their own; each
+    cell's mean realism under the *rater* (the alignment's own reward; the judges that grade
+    the result never choose it) is divided by the rater's mean realism of the real validation
+    images. ``align_tuned`` admits candidates at ``MANIPULATION["realism"]``.
     """
     real = rater.realism(scenario.val.images).mean()
     plan = cells(scenario, rule="inverse").assign(synthesise=PROBE_PER_CELL)
@@ -323,17 +351,12 @@ def realism_probe(
         drawn = synthesise(
             model, plan, label=FINDING, classes=scenario.train.classes,
             modality=scenario.train.modality, seed=seeds.stream(seed, "realism probe"),
-            sampler=sampler, guidance=guidance, progress=False,
+            sampler=sampler, steps=steps, guidance=guidance, progress=False,
         )  # fmt: skip
         ratio = pd.Series(rater.realism(drawn.images) / real, index=drawn.meta.index)
         return float(ratio.groupby([drawn.meta[c] for c in by]).mean().min())
 
     return worst_cell
-
-
-PROBE_PER_CELL = (
-    32  # images a cell in ``realism_probe``: a collapsed cell scores ~0, a sound one ~1
-)
 
 
 def alignment_table(

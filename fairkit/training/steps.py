@@ -36,7 +36,7 @@ StepLoss = Callable[[nn.Module, int, Accelerator], tuple[torch.Tensor, dict[str,
 
 
 class StepSettings(DeviceSettings, Protocol):
-    """The fields of a loop's config that ``run_steps`` reads (all of them enter its identity)."""
+    """The fields of a loop's config that ``run_steps`` reads (all but ``steps`` enter its identity)."""
 
     steps: int
     lr: float
@@ -67,7 +67,8 @@ def run_steps(
     AdamW with a linear warm-up to a constant rate, an EMA of the weights (diffusers'
     ``EMAModel``), a tqdm bar, and a checkpoint every ``config.checkpoint_every`` steps and at
     the end that resumes to the same final weights. A checkpoint of another run is refused
-    unless ``config.resume="overwrite"``.
+    unless ``config.resume="overwrite"``; one of a shorter run of the same settings is resumed
+    (the run goes on from its end), one past ``config.steps`` refused.
 
     Args:
         model: the model to train; its weights change in place and end as the EMA weights.
@@ -100,7 +101,8 @@ def run_steps(
         if start > config.steps:
             raise ValueError(
                 f"the checkpoint {last} is at step {start}, past this run's {config.steps} "
-                "steps; ask for at least as many steps, or another checkpoint_dir"
+                "steps; ask for at least as many steps, another checkpoint_dir, or "
+                "resume='overwrite' to start afresh"
             )
     ema.to(accelerator.device)
     bar = tqdm(

@@ -142,10 +142,11 @@ def test_an_invalid_judges_agreement_is_withheld():
 def _search(monkeypatch, *, accuracy_of, realism_of):
     """``align_tuned`` over a 2 x 2 x 2 grid of fake models (dicts of their settings)."""
     pairs = {name: pd.DataFrame({"pair_id": [name] * 4}) for name in study.PAIR_SPLITS}
-    seen = []
+    seen, folders = [], []
 
-    def align(model, fit, images, *, beta, lr, steps, **_):
+    def align(model, fit, images, *, beta, lr, steps, checkpoint_dir, **_):
         seen.append(fit["pair_id"].iloc[0])
+        folders.append(checkpoint_dir)
         return {"beta": beta, "lr": lr, "steps": steps}, None
 
     def accuracy(model, scored, images, *, seed):
@@ -161,6 +162,8 @@ def _search(monkeypatch, *, accuracy_of, realism_of):
         "unaligned", pairs, None, variant="dpo", settings=sizes, seed=0, device="cpu",
         checkpoint_dir=None, realism=lambda m: 0.9 if m == "unaligned" else realism_of(m),
     )  # fmt: skip
+    assert len(set(folders)) == len(folders) == 8  # each read its own folder, made when none given
+    assert [f.name for f in folders[:2]] == ["beta500-lr3e-05-steps2", "beta500-lr3e-05-steps4"]
     return chosen, search, seen
 
 
@@ -178,7 +181,7 @@ def test_the_alignment_search_keeps_the_best_realistic_candidate_and_never_reads
     assert len(search) == 8 and search["chosen"].sum() == 1 and search["admissible"].sum() == 7
     assert search.loc[search["chosen"], "value"].item() == 0.7
     assert list(search["steps"].iloc[:2]) == [2, 4]  # each run read at its step counts in order
-    assert (search["unaligned"] == 0.5).all() and (search["unaligned_realism"] == 0.9).all()
+    assert (search["unaligned"] == 0.5).all()
     assert set(seen) == {"fit", "validation"}
 
 
@@ -191,6 +194,33 @@ def test_a_search_with_no_realistic_candidate_keeps_the_most_accurate_and_says_s
     )
     assert chosen == top and not search["admissible"].any()
     assert search.loc[search["chosen"], "value"].item() == 0.75
+
+
+def test_a_longer_read_starts_from_the_shorter_ones_checkpoint_and_keeps_its_own(tmp_path):
+    shorter = tmp_path / "steps100"
+    shorter.mkdir()
+    (shorter / "last.safetensors").write_bytes(b"at step 100")
+    longer = study._read_folder(tmp_path / "steps200", shorter)
+    assert (longer / "last.safetensors").read_bytes() == b"at step 100"
+    (longer / "last.safetensors").write_bytes(b"at step 200")
+    study._read_folder(longer, shorter)  # a rerun finds the read where it ended
+    assert (longer / "last.safetensors").read_bytes() == b"at step 200"
+    assert not (tmp_path / "first").exists() or not any((tmp_path / "first").iterdir())
+    study._read_folder(tmp_path / "first", None)
+    assert not (tmp_path / "first" / "last.safetensors").exists()
+
+
+def test_the_pooled_search_keeps_each_step_count_apart_with_its_shares_of_seeds():
+    rows = [
+        dict(modality="skin", variant="dpo", beta=500.0, lr=3e-4, steps=n, seed=seed,
+             value=0.5 + n / 1000 + seed / 100, lo=0.4, hi=0.7, n=200, unaligned=0.5,
+             admissible=(n == 100 or seed == 0), chosen=(n == 100))
+        for n in (100, 200) for seed in range(3)
+    ]  # fmt: skip
+    pooled = study.pooled_search(pd.DataFrame(rows)).set_index("steps")
+    assert list(pooled.index) == [100, 200] and (pooled["n_seeds"] == 3).all()
+    assert pooled.loc[100, "value"] == pytest.approx(0.61)
+    assert pooled.loc[200, "admissible"] == pytest.approx(1 / 3) and pooled.loc[200, "chosen"] == 0
 
 
 def test_the_alignment_table_pairs_each_model_with_the_unaligned_one_on_the_same_pairs(monkeypatch):
