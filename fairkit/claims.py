@@ -34,7 +34,8 @@ from fairkit.verdicts import (
 WORDS = ("reproduced", "contradicted", "no effect", "underpowered", "untestable here")
 LEVELLING_DOWN = "levelling down"  # a narrower gap made by lowering the better-served group
 VERDICTS = (*WORDS, LEVELLING_DOWN)
-PREDICTIONS = ("better", "worse", "equal")  # a against b; "equal": within ± the smallest effect
+PREDICTIONS = ("better", "worse", "equal", "not worse")  # a against b; "equal": within ± the
+# smallest effect; "not worse": a loses less than the smallest effect (non-inferiority)
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,10 @@ class Claim:
         return self.chapter, self.sweep
 
 
-SWEEPS = {"defaults": {}}  # each kept sweep's parameters off the chapter's defaults
+SWEEPS = {  # each kept sweep's parameters off the chapter's defaults
+    "defaults": {},
+    "backbones": {"backbones": ["resnet18", "vgg11"]},  # SPARE's networks, at the study's size
+}
 
 SPARE = "Xu et al. 2026 (SPARE)"
 SYNTHFAIR = "SynthFair 2025"
@@ -214,9 +218,11 @@ AGREEMENT = 0.8  # instrument gates: judges see the intended value in ≥ 80%
 MINORITY = {"skin": "dark", "cxr": "F", "mri": "old"}  # each modality's under-served group
 
 
-def _spare(claim: str, family: str, rows: Rows, predicts: str, *, secondary=(), levelling=None):
+def _spare(claim: str, family: str, rows: Rows, predicts: str, *, secondary=(), levelling=None,
+           sweep="defaults"):  # fmt: skip
     return Claim(SPARE, "03_spare", claim, family,
-                 Endpoint(rows, predicts, METRIC_SESOI, levelling=levelling), secondary)  # fmt: skip
+                 Endpoint(rows, predicts, METRIC_SESOI, levelling=levelling), secondary,
+                 sweep=sweep)  # fmt: skip
 
 
 def _fairgen_gates(modality: str) -> tuple[Gate, ...]:
@@ -263,6 +269,21 @@ def _fairgen(modality: str, claim: str) -> Claim:
                         size=FAIRGEN_PAPER[modality]),
                    Rows("fairgen", setting, "dpo", "real only", "gap_auroc"),
                    Rows("fairgen", f"{modality}, external", "dpo", "real only", "gap_accuracy")),
+        gates=_fairgen_gates(modality),
+    )  # fmt: skip
+
+
+def _fairgen_accuracy(modality: str) -> Claim:
+    """FairGen keeps diagnostic accuracy: real + synthetic loses less than the smallest effect.
+
+    The test set holds every group equally, so the groups' mean accuracy is its overall one.
+    """
+    return Claim(
+        FAIRGEN, "05_fairgen",
+        f"Real + synthetic training keeps a competitive overall accuracy ({modality})",
+        "FairGen accuracy",
+        Endpoint(Rows("fairgen", f"{modality}, test", "dpo", "real only", "mean_accuracy"),
+                 "not worse", METRIC_SESOI),
         gates=_fairgen_gates(modality),
     )  # fmt: skip
 
@@ -338,11 +359,20 @@ CLAIMS = (
              Rows("ablation", "skin type", alone, "spare", "f1", "dark"), "worse",
              secondary=(Rows("ablation", "skin type", alone, "spare", "f1", "light"),))
       for alone in ("similarity", "utility")),
+    _spare("Similarity alone beats utility alone (dark-skin F1)", "SPARE ablations",
+           Rows("ablation", "skin type", "similarity", "utility", "f1", "dark"), "better",
+           secondary=(Rows("ablation", "skin type", "similarity", "utility", "f1", "light"),)),
     *(_spare(f"Continuous DeepFool-based weights beat {name} (dark-skin F1)", "SPARE ablations",
              Rows("ablation", "skin type", variant, "spare", "f1", "dark"), "worse",
              secondary=(Rows("ablation", "skin type", variant, "spare", "f1", "light"),))
       for variant, name in (("confidence", "confidence-based distances"),
                             ("binary", "binary selection"), ("group_level", "group-level weights"))),
+    *(_spare(f"The gains hold with {name}: higher dark-skin F1 than ERM (Fitzpatrick17k)",
+             "SPARE backbones", Rows("method", f"skin type, {backbone}", "spare", "erm", "f1",
+                                     "dark"), "better",
+             secondary=(Rows("method", f"skin type, {backbone}", "spare", "erm", "f1", "light"),),
+             sweep="backbones")
+      for backbone, name in (("resnet18", "ResNet-18"), ("vgg11", "VGG-11"))),
     _spare("Independent group models do best; sharing stages costs performance (primary: all "
            "four stages shared, dark-skin F1)", "SPARE ablations",
            Rows("sharing", "skin type", "4", "0", "f1", "dark"), "worse",
@@ -357,6 +387,7 @@ CLAIMS = (
     _fairgen("cxr", "The same, on chest X-rays (paper: "
              f"{FAIRGEN_PAPER['cxr']}%)"),
     _fairgen("mri", f"The same, on brain MRI (paper: {FAIRGEN_PAPER['mri']}%)"),
+    *(_fairgen_accuracy(m) for m in ("skin", "cxr", "mri")),
     *(_ssl(m) for m in ("skin", "cxr", "mri")),
     *(_fine_tune(m) for m in ("skin", "cxr", "mri")),
 )  # fmt: skip
@@ -399,7 +430,9 @@ def word(
       (levelling down when the better-served group paid for it), contradicted on the other
       side, no effect when the interval lies inside null ± the smallest effect of interest;
     - for a claim of equality: reproduced when the interval lies inside null ± the smallest
-      effect, contradicted when it lies wholly outside it.
+      effect, contradicted when it lies wholly outside it;
+    - for a claim of non-inferiority ("not worse"): reproduced when the interval's worse end
+      loses less than the smallest effect, contradicted when even its better end loses more.
     """
     if not gates_passed:
         return WORDS[4]
@@ -411,6 +444,12 @@ def word(
         if inside:
             return WORDS[0]
         return WORDS[1] if lo > null + margin or hi < null - margin else WORDS[3]
+    if endpoint.predicts == "not worse":
+        sign = 1 if endpoint.higher_better else -1
+        worse_end, better_end = sorted((sign * (lo - null), sign * (hi - null)))
+        if worse_end > -margin:
+            return WORDS[0]
+        return WORDS[1] if better_end < -margin else WORDS[3]
     if p_adjusted < ALPHA:
         up = found.value > null
         favours_a = up == endpoint.higher_better
@@ -466,7 +505,9 @@ def judge_all(evidence: dict[tuple[str, str], pd.DataFrame], claims=CLAIMS) -> p
                 "endpoint": found.text(endpoint.unit),
                 "sesoi": endpoint.sesoi,
                 "null": endpoint.null,
-                "direction": 1 if (endpoint.predicts == "better") == endpoint.higher_better else -1,
+                "direction": 1
+                if (endpoint.predicts in ("better", "not worse")) == endpoint.higher_better
+                else -1,
                 "gates": "; ".join(("✓ " if ok else "✗ ") + said for ok, said in checks),
                 "gates_passed": all(ok for ok, _ in checks),
                 "failed": [
@@ -482,7 +523,7 @@ def judge_all(evidence: dict[tuple[str, str], pd.DataFrame], claims=CLAIMS) -> p
     if out.empty:
         return out
     out["p"] = [e.p for e in out["estimate"]]
-    directional = out["predicts"] != "equal"
+    directional = out["predicts"].isin(("better", "worse"))
     out["p_holm"] = np.nan
     for _, idx in out[directional].groupby("family").groups.items():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"])

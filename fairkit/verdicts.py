@@ -52,7 +52,7 @@ HIGHER_ALSO = {
 
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is the better one (AUROC yes; gaps, FPR, ECE no)."""
-    return metric.removeprefix("worst_") in HIGHER_IS_BETTER | HIGHER_ALSO
+    return metric.removeprefix("worst_").removeprefix("mean_") in HIGHER_IS_BETTER | HIGHER_ALSO
 
 
 def verdict(lo: float, hi: float, *, higher_better: bool) -> str:

@@ -143,7 +143,7 @@ for m, sc in scenarios.items():
 tuning = run.save_table(pd.concat(tuning, ignore_index=True), "tuning")
 display(
     tuning.pivot_table(
-        index="arm", columns=["modality", "lr"], values="val_auroc", sort=False
+        index="arm", columns=["modality", "candidate"], values="overall", sort=False
     ).round(3)
 )
 metrics = run.save_table(pd.concat(metrics, ignore_index=True), "metrics")

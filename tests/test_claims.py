@@ -126,6 +126,24 @@ def test_a_claim_of_equality_is_reproduced_inside_its_margin_and_contradicted_ou
     assert low["verdict"] == "contradicted" and low["value"] == pytest.approx(1.57 / 4.51)
 
 
+def test_a_claim_of_non_inferiority_is_reproduced_when_a_loses_less_than_its_margin():
+    overall = Rows("fairgen", "skin, test", "dpo", "real only", "mean_accuracy")
+    kept = Claim("paper", "05_fairgen", "keeps accuracy", "toy",
+                 Endpoint(overall, "not worse", 0.02))  # fmt: skip
+
+    def verdict(values):
+        rows = seeds(overall, values)
+        return claims.judge_all({("05_fairgen", "defaults"): rows}, claims=[kept]).iloc[0]
+
+    assert verdict([0.05, 0.06, 0.04, 0.05, 0.055])["verdict"] == "reproduced"  # better: kept
+    assert verdict([-0.005, 0.0, -0.004, 0.002, -0.001])["verdict"] == "reproduced"
+    assert verdict([-0.06, -0.05, -0.07, -0.06, -0.055])["verdict"] == "contradicted"
+    assert verdict([-0.03, 0.01, -0.05, 0.02, -0.01])["verdict"] == "underpowered"
+    assert np.isnan(
+        verdict([-0.03, 0.01, -0.05, 0.02, -0.01])["p_holm"]
+    )  # no Holm: not directional
+
+
 def test_the_registered_claims_are_complete_tests():
     texts = [c.claim for c in claims.CLAIMS]
     assert len(texts) == len(set(texts))

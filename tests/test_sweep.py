@@ -22,6 +22,13 @@ def test_grid_is_every_combination_of_its_axes():
     assert len(grid) == 6 and {"seed": "1", "level": "4"} in grid
 
 
+def test_a_comma_inside_brackets_belongs_to_one_list_value():
+    grid = runs.parse_grid(["seed=0,1", "backbones=['resnet18', 'vgg11'],[]"])
+    assert len(grid) == 4
+    assert {"seed": "1", "backbones": "['resnet18', 'vgg11']"} in grid
+    assert {"seed": "0", "backbones": "[]"} in grid
+
+
 @pytest.mark.parametrize("bad", ["seed", "seed=", "=1,2", "seed=1,,2"])
 def test_malformed_axis_is_refused(bad):
     with pytest.raises(runs.ParameterError, match="grid axis"):

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from fairkit.methods.base import MethodPredictions, predictions_of
 from fairkit.training import TrainConfig, fit
 
+LEARNING_RATES = (1e-3, 3e-3, 1e-2)  # whole networks; quick ERM's best skin rate is the middle
+
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
@@ -34,6 +36,10 @@ class ERM:
             isinstance(self.lr, float | int) and 0 < self.lr < float("inf")
         ):
             raise ValueError(f"{self.name}: lr must be a positive number or None; got {self.lr!r}")
+
+    def search(self) -> dict[str, tuple]:
+        """What a study tunes (``fairkit.tuning``): the learning rate, around the loop's 3e-3."""
+        return {"lr": LEARNING_RATES}
 
     def config(self, scenario: Scenario, **changes) -> TrainConfig:
         """The scenario's loop config with ``changes``, at this method's learning rate if set."""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fairkit.methods.base import MethodPredictions, group_threshold_decisions
+from fairkit.methods.erm import LEARNING_RATES
 from fairkit.training import fit, predict
 
 if TYPE_CHECKING:
@@ -21,6 +22,11 @@ class InGroup:
     """Each patient scored by their own group's model, at that group's validation threshold."""
 
     name: str = "in_group"
+    lr: float | None = None  # None: the experiment's; a study tunes it (``fairkit.tuning``)
+
+    def search(self) -> dict[str, tuple]:
+        """The learning rate, on ERM's grid: one rate for both groups' models."""
+        return {"lr": LEARNING_RATES}
 
     def __call__(self, scenario: Scenario) -> MethodPredictions:
         """Train one model per group of the audited attribute; predict validation and test."""
@@ -40,7 +46,7 @@ class InGroup:
                 raise ValueError(
                     f"in-group training: {attribute}={group!r} lacks one class in train or val"
                 )
-            config = scenario.config()
+            config = scenario.config(**({} if self.lr is None else {"lr": self.lr}))
             model = fit(scenario.make_model(), rows["train"], config=config, val=rows["val"]).model
             vals.append(predict(model, rows["val"], device=device))
             tests.append(predict(model, rows["test"], device=device))

@@ -15,11 +15,22 @@ if TYPE_CHECKING:
     from fairkit.training import TrainConfig
 
 
-def inverse_frequency_weights(groups: pd.Series) -> np.ndarray:
-    """Weight each sample by 1 / (its group's size), scaled to mean 1."""
+def inverse_frequency_weights(groups: pd.Series, exponent: float = 1.0) -> np.ndarray:
+    """Weight each sample by 1 / (its group's size) ** ``exponent``, scaled to mean 1.
+
+    ``exponent`` 1 gives every group the same total weight, 0 is ERM, values between soften it.
+    """
     sizes = groups.map(groups.value_counts())
-    weights = 1 / sizes.to_numpy(dtype=float)
+    weights = sizes.to_numpy(dtype=float) ** -exponent
     return weights / weights.mean()
+
+
+def _check_positive(method, name: str, *, zero: bool = False) -> None:
+    value = getattr(method, name)
+    bound_ok = value >= 0 if zero else value > 0
+    if not (isinstance(value, float | int) and np.isfinite(value) and bound_ok):
+        sign = "non-negative" if zero else "positive"
+        raise ValueError(f"{method.name}: {name} must be a finite {sign} number; got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -39,11 +50,20 @@ class Reweight(ERM):
     """Inverse-frequency sample weights: each group carries the same total weight."""
 
     name: str = "reweight"
+    exponent: float = 1.0  # weights 1 / (group size) ** exponent: 1 balances the groups' totals
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_positive(self, "exponent", zero=True)
+
+    def search(self) -> dict[str, tuple]:
+        """The exponent: at this training length full balance can starve the majority."""
+        return {"exponent": (0.25, 0.5, 1.0)}
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, np.ndarray]:
-        """The plain config, with weights 1 / (group size)."""
+        """The plain config, with weights 1 / (group size) ** exponent."""
         return self.config(scenario), inverse_frequency_weights(
-            scenario.train.meta[scenario.attribute]
+            scenario.train.meta[scenario.attribute], self.exponent
         )
 
 
@@ -52,7 +72,19 @@ class GroupDRO(ERM):
     """Online GroupDRO (Sagawa et al. 2020): the loss of the worst groups weighs most."""
 
     name: str = "groupdro"
+    eta: float = 0.05  # the step size of the group weights q (Sagawa et al. 2020, Algorithm 1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_positive(self, "eta")
+
+    def search(self) -> dict[str, tuple]:
+        """The group weights' step size, on a log grid around the paper's 0.01."""
+        return {"eta": (0.01, 0.1, 1.0)}
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, None]:
-        """The GroupDRO objective over the audited attribute's groups."""
-        return self.config(scenario, objective="groupdro", group_column=scenario.attribute), None
+        """The GroupDRO objective over the audited attribute's groups, at step size ``eta``."""
+        config = self.config(
+            scenario, objective="groupdro", group_column=scenario.attribute, dro_eta=self.eta
+        )
+        return config, None

@@ -245,6 +245,10 @@ class Spare:
         if self.selection not in SELECTION:
             raise ValueError(f"selection must be one of {SELECTION}; got {self.selection!r}")
 
+    def search(self) -> dict[str, tuple]:
+        """The temperature (``fairkit.tuning``): how fast a weight falls with distance."""
+        return {"temperature": (1.0, 4.0, 16.0)}
+
     @property
     def name(self) -> str:
         """``spare``, or ``spare (<variant>)`` for an ablation."""

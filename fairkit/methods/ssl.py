@@ -20,7 +20,7 @@ from torch import nn
 from fairkit import seeds
 from fairkit.data import synth
 from fairkit.data.bias import UnderRepresent
-from fairkit.methods.erm import ERM
+from fairkit.methods.erm import ERM, LEARNING_RATES
 from fairkit.models.classifier import Frozen, encoder_and_head
 
 if TYPE_CHECKING:
@@ -101,6 +101,11 @@ class Pretrained(ERM):
             raise ValueError(f"adaptation must be one of {ADAPTATIONS}; got {self.adaptation!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}; got {self.pool!r}")
+
+    def search(self) -> dict[str, tuple]:
+        """The learning rate: ERM's grid to fine-tune, ten times larger for a head alone."""
+        scale = 10 if self.adaptation == "linear_probe" else 1
+        return {"lr": tuple(scale * lr for lr in LEARNING_RATES)}
 
     def initial_model(self, scenario: Scenario) -> nn.Module:
         """The backbone with the pretrained encoder; frozen under a linear probe."""

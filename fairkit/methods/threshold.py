@@ -49,12 +49,12 @@ class GroupThresholds:
     thresholds. This gives every baseline the same advantage.
     """
 
-    base: str = "erm"
+    base: str | Method = "erm"  # a registered name, or a method (e.g. a tuned one)
 
     @property
     def name(self) -> str:
         """E.g. ``erm`` (the comparison is between methods at per-group thresholds)."""
-        return self.base
+        return self.base if isinstance(self.base, str) else self.base.name
 
     def __call__(self, scenario: Scenario) -> MethodPredictions:
         """``base``'s predictions with per-group decisions on the test set."""

@@ -16,6 +16,7 @@ from fairkit.plots.metrics import (
     amplification_curves,
     claim_forest,
     control_margins,
+    critical_difference,
     group_intervals,
     method_table,
     shortcut_bars,
@@ -37,6 +38,7 @@ __all__ = [
     "group_bars",  # one bar per group and setting
     "claim_forest",  # each claim's primary endpoint against its smallest effect, by verdict
     "control_margins",  # each testbed control's estimate against its gate, pass or fail
+    "critical_difference",  # methods' mean ranks per selection rule, Nemenyi's bars
     "group_intervals",  # per-group values with 95% intervals, one panel per setting
     "image_grid",  # images in a labelled grid
     "improvement_forest",  # percent improvements with intervals, clipped axis, paper lines

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from scikit_posthocs import critical_difference_diagram
 
 from fairkit.plots.style import GAP_LABELS, errorbars, palette
 
@@ -87,6 +88,25 @@ def method_table(table: pd.DataFrame, *, title: str):
             )
             ax.set_yticks(range(len(methods)), methods)
             ax.set(xlabel=metric.replace("_", " ") + " (0–1)", title=modality if j == 0 else "")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def critical_difference(tests: dict, *, names: dict[str, str], title: str):
+    """One critical-difference diagram per selection rule (scikit-posthocs), stacked.
+
+    ``tests`` maps a rule to ``(friedman_p, mean_rank, nemenyi_p)`` (``bias.friedman_nemenyi``):
+    methods on a rank axis (1 = best), joined by a bar where Nemenyi's test cannot tell them
+    apart at the 5% level; each panel's title gives Friedman's p-value.
+    """
+    fig, axes = plt.subplots(len(tests), 1, figsize=(7.5, 1.9 * len(tests)), squeeze=False)
+    methods = sorted({m for _, ranks, _ in tests.values() for m in ranks.index})
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    for ax, (rule, (p_value, ranks, nemenyi)) in zip(axes[:, 0], tests.items(), strict=True):
+        critical_difference_diagram(ranks, nemenyi, ax=ax, color_palette=colours)
+        ax.set_title(f"chosen by {names[rule]}: Friedman p = {p_value:.3g}", fontsize=10)
+    axes[-1, 0].set_xlabel("mean rank (1 = best)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

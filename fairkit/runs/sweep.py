@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +40,8 @@ KEPT_IN_RESULTS = (".csv", ".json")  # what ``tables_only`` keeps of a run folde
 def parse_grid(specs: Sequence[str]) -> list[dict[str, str]]:
     """``["seed=0,1", "dark_fraction=0.1,0.3"]`` -> the four combinations, values as typed.
 
-    Values stay text here; the runner checks each against the notebook default's type.
+    A comma inside brackets belongs to one list value: ``"backbones=[resnet18, vgg11]"`` is one
+    value. Values stay text here; the runner checks each against the notebook default's type.
     """
     if not specs:
         raise ParameterError("no grid: give at least one -g NAME=V1,V2")
@@ -51,7 +53,7 @@ def parse_grid(specs: Sequence[str]) -> list[dict[str, str]]:
             raise ParameterError(f"a grid axis reads NAME=V1,V2,...; got {spec!r}")
         if name in axes:
             raise ParameterError(f"grid axis {name!r} was given twice")
-        axes[name] = [v.strip() for v in values.split(",")]
+        axes[name] = [v.strip() for v in re.split(r",(?![^\[]*\])", values)]
         if "" in axes[name]:
             raise ParameterError(f"grid axis {name!r} has an empty value: {spec!r}")
     return [dict(zip(axes, point, strict=True)) for point in itertools.product(*axes.values())]

@@ -9,14 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import pandas as pd
+from scikit_posthocs import posthoc_nemenyi_friedman
+from scipy.stats import friedmanchisquare
 from tqdm.auto import tqdm
 
-from fairkit import seeds
+from fairkit import methods, seeds, tuning
 from fairkit.data import synth
 from fairkit.experiment import Experiment
 from fairkit.fairness import Report
 from fairkit.methods import BASELINES
 from fairkit.training import predict
+from fairkit.tuning import Tuned
 from fairkit.verdicts import interval, paired_table
 
 PER_GROUP = ("recall", "fpr", "auroc")
@@ -116,14 +119,31 @@ def shortcut_test(experiment: Experiment, strength: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def tune_baselines(
+    experiment: Experiment, *, strength: float, names=BASELINES
+) -> tuple[dict[str, Tuned], pd.DataFrame]:
+    """Every baseline tuned alike on one under-represented cohort (``tuning.tune``).
+
+    Returns each baseline's tuning and the tuning table (a row per candidate, with the
+    validation scores that the three selection rules read and the rules that keep it).
+    """
+    scenario = experiment.scenario("under", strength)
+    tuned = {
+        name: tuning.tune(scenario, methods.get(name))
+        for name in tqdm(names, desc=f"{experiment.modality} tuning", leave=False)
+    }
+    table = pd.concat([t.table for t in tuned.values()], ignore_index=True)
+    return tuned, table.assign(modality=experiment.modality)
+
+
 def compare_baselines(
-    experiment: Experiment, *, strength: float, methods=BASELINES
+    experiment: Experiment, tuned: dict[str, Tuned], *, strength: float, rule: str
 ) -> tuple[pd.DataFrame, dict[str, Report]]:
-    """Every baseline on one under-represented cohort: a table of per-group and gap numbers."""
+    """Every tuned baseline at the candidate ``rule`` keeps: per-group and gap numbers (95% CI)."""
     task = experiment.task
     reports, rows = {}, []
-    for method in tqdm(methods, desc=f"{experiment.modality} baselines", leave=False):
-        rep = experiment.report(method, "under", strength)
+    for method, found in tuned.items():
+        rep = experiment.report(found.chosen[rule], "under", strength)
         reports[method] = rep
         for metric in ("worst_recall", "worst_auroc", "equal_opportunity", "equalized_odds"):
             value = rep.gaps[
@@ -132,6 +152,7 @@ def compare_baselines(
             rows.append(
                 {
                     "modality": experiment.modality,
+                    "rule": rule,
                     "method": method,
                     "metric": metric,
                     "value": value["value"],
@@ -140,6 +161,69 @@ def compare_baselines(
                 }
             )
     return pd.DataFrame(rows), reports
+
+
+def majority_costs(
+    differences: pd.DataFrame, tuning_table: pd.DataFrame, *, minority: dict, bound: float = 0.05
+) -> list[str]:
+    """Sentences for each tuned baseline that lowers the majority's AUROC more than ``bound``.
+
+    The majority is every group but ``minority[modality]``. ``differences`` from
+    ``baseline_differences`` (one rule), ``tuning_table`` from
+    ``tune_baselines``; each sentence gives the paired drop and the best overall validation
+    AUROC any candidate of the method's grid reached beside ERM's, so a reader sees whether
+    tuning could have helped.
+    """
+    best = tuning_table.groupby(["modality", "method"])["overall"].max()
+    lines = []
+    for row in differences[(differences["metric"] == "auroc")].itertuples():
+        if row.group in ("all", minority[row.setting]) or row.value >= -bound:
+            continue
+        lines.append(
+            f"{row.setting}: {row.a} lowers the majority's ({row.group}) AUROC by "
+            f"{interval(-row.value, -row.hi, -row.lo)}; the best overall validation AUROC of "
+            f"its grid is {best[row.setting, row.a]:.3f}, ERM's {best[row.setting, 'erm']:.3f}"
+        )
+    return lines
+
+
+def rank_methods(
+    baselines: pd.DataFrame, *, metric: str = "worst_auroc", leave_out=("threshold",)
+) -> pd.DataFrame:
+    """Each method's rank (1 = best) in every (rule, modality, seed) block of ``baselines``.
+
+    Blocks are the cohorts a method is compared on (MEDFAIR's ranking over datasets and
+    seeds); ties share their mean rank. ``leave_out``: methods whose ``metric`` equals another
+    method's by construction (post-processing keeps its base's scores, hence its AUROC).
+    """
+    rows = baselines[(baselines["metric"] == metric) & ~baselines["method"].isin(leave_out)]
+    blocks = [c for c in ("rule", "modality", "seed") if c in rows]
+    ranked = rows.assign(rank=rows.groupby(blocks)["value"].rank(ascending=False))
+    return ranked[[*blocks, "method", "value", "rank"]]
+
+
+def friedman_nemenyi(ranked: pd.DataFrame) -> tuple[float, pd.Series, pd.DataFrame]:
+    """Friedman's test over the blocks of one rule, its mean ranks and Nemenyi's p-values.
+
+    ``ranked`` from ``rank_methods`` for one rule. Returns the Friedman p-value, each method's
+    mean rank and the pairwise Nemenyi p-value matrix (scikit-posthocs), which the
+    critical-difference diagram draws.
+    """
+    blocks = [c for c in ("modality", "seed") if c in ranked]
+    wide = ranked.pivot_table(index=blocks, columns="method", values="value").dropna()
+    if len(wide) < 2 or wide.shape[1] < 3:
+        raise ValueError(
+            f"a Friedman test needs >= 2 complete blocks and >= 3 methods; got {wide.shape}"
+        )
+    p_value = float(friedmanchisquare(*(wide[c] for c in wide)).pvalue)
+    mean_rank = wide.rank(axis=1, ascending=False).mean()
+    return (
+        p_value,
+        mean_rank,
+        posthoc_nemenyi_friedman(wide.to_numpy())
+        .set_axis(wide.columns, axis=0)
+        .set_axis(wide.columns, axis=1),
+    )
 
 
 CROSSED_WITH = {"skin": "sex", "cxr": "age_group", "mri": "sex"}  # intersected with the audit
@@ -237,11 +321,14 @@ def threshold_transfer(experiment: Experiment, *, strength: float) -> pd.DataFra
     )
 
 
-def baseline_differences(experiment: Experiment, reports: dict[str, Report]) -> pd.DataFrame:
+def baseline_differences(
+    experiment: Experiment, reports: dict[str, Report], *, rule: str
+) -> pd.DataFrame:
     """Each baseline minus ERM on the same test patients: recall, AUROC and the two gaps.
 
-    Rows in the form of ``verdicts.COMPARISON_KEYS`` (comparison ``baseline``, setting the
-    modality, a the method, b ``erm``); ``reports`` from ``compare_baselines``.
+    Rows in the form of ``verdicts.COMPARISON_KEYS`` (comparison ``baseline, <rule>``, setting
+    the modality, a the method, b ``erm``); ``reports`` from ``compare_baselines`` under
+    ``rule``, by which ERM was chosen too.
     """
     return paired_table(
         reports,
@@ -249,7 +336,7 @@ def baseline_differences(experiment: Experiment, reports: dict[str, Report]) -> 
         experiment.task.attribute,
         metrics=("recall", "auroc"),
         gap_metrics=("equalized_odds", "equal_opportunity"),
-        comparison="baseline",
+        comparison=f"baseline, {tuning.RULE_NAMES[rule]}",
         setting=experiment.modality,
     )
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from fairkit import seeds
+from fairkit import seeds, tuning
 from fairkit.config import Settings
 from fairkit.data import Cohort, concat, synth
 from fairkit.data.bias import UnderRepresent
@@ -41,6 +41,7 @@ GAPS = ("gap_accuracy", "gap_auroc", "equalized_odds")
 SHORT = {"linear_probe": "probe", "fine_tune": "fine-tune"}
 SHIFTS = ("site", "group_mix", "prevalence")  # what changes in the deployment stream
 OTHER_SITE_POOL = "other_site"  # its images come from the external site
+RULE = "overall"  # the selection rule of every arm: utility alone, never a fairness criterion
 
 
 def setting(
@@ -83,35 +84,15 @@ COMPARED = (  # (a, b, stage): what each intervention is measured against
 )
 
 
-def tuned(scenario: Scenario, method: ERM, lrs) -> tuple[ERM, pd.DataFrame]:
-    """``method`` at the learning rate of ``lrs`` whose model has the best validation AUROC.
-
-    Every arm is tuned on its own grid and on validation data only (overall AUROC, not a
-    fairness criterion), so no arm wins by its settings. Returns the chosen method and one row
-    per rate.
-    """
-    if not len(lrs):
-        raise ValueError(f"{method.name}: the learning-rate grid is empty")
-    rows = []
-    for lr in lrs:
-        val = scenario.predictions(replace(method, lr=float(lr))).val
-        y = binary_labels(val, scenario.positive)
-        rows.append(
-            {"lr": float(lr), "val_auroc": auroc(y, positive_scores(val, scenario.positive))}
-        )
-    table = pd.DataFrame(rows)
-    if table["val_auroc"].isna().all():
-        raise ValueError(f"{method.name}: no rate of {list(lrs)} gave a validation AUROC")
-    return replace(method, lr=float(table.loc[table["val_auroc"].idxmax(), "lr"])), table
-
-
 def train_arms(
     scenario: Scenario, arms_: dict[str, Method], *, lrs, probe_lrs
 ) -> tuple[dict[str, MethodPredictions], pd.DataFrame]:
     """Each arm's predictions at its own tuned learning rate, and the tuning table.
 
-    Linear probes are tuned over ``probe_lrs``, whole networks over ``lrs`` (``tuned``);
-    post-processing acts on the tuned supervised model.
+    Every arm goes through the one protocol (``tuning.tune``) with the same budget: linear
+    probes over ``probe_lrs``, whole networks over ``lrs``, each kept by its overall validation
+    AUROC (not a fairness criterion), so no arm wins by its settings; post-processing acts on
+    the tuned supervised model.
     """
     chosen, tables = {}, []
     for label, method in arms_.items():
@@ -121,8 +102,9 @@ def train_arms(
             chosen[label] = replace(method, base=chosen[SUPERVISED])
             continue
         probe = getattr(method, "adaptation", None) == "linear_probe"
-        chosen[label], table = tuned(scenario, method, probe_lrs if probe else lrs)
-        tables.append(table.assign(arm=label, chosen=table["lr"] == chosen[label].lr))
+        found = tuning.tune(scenario, method, grid={"lr": probe_lrs if probe else lrs})
+        chosen[label] = found.chosen[RULE]
+        tables.append(found.table.assign(arm=label))
     predictions = {label: scenario.predictions(m) for label, m in chosen.items()}
     return predictions, pd.concat(tables, ignore_index=True)
 

@@ -13,11 +13,19 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fairkit import seeds
+from fairkit import seeds, tuning
 from fairkit.data import Cohort
 from fairkit.experiment import Scenario
 from fairkit.fairness import Report, auroc, binary_labels, positive_scores
-from fairkit.methods import GroupThresholds, Method, MethodPredictions, Spare
+from fairkit.methods import (
+    ERM,
+    GroupThresholds,
+    InGroup,
+    Method,
+    MethodPredictions,
+    Spare,
+    Threshold,
+)
 from fairkit.methods.spare import VARIANTS
 from fairkit.models import n_stages
 from fairkit.training import fit, predict
@@ -39,23 +47,38 @@ def check_sharing(scenarios: dict[tuple, Scenario], *, share_stages: int) -> Non
             )
 
 
-def controls(spare: Spare) -> dict[str, Method | str]:
-    """The compared methods by label, each single-model baseline at per-group thresholds.
+RULE = "worst_group"  # SPARE's own objective, the best model for every group; every control alike
+
+
+def controls() -> dict[str, Method]:
+    """The compared baselines by label, each single-model one at per-group thresholds.
 
     SPARE and in-group training choose one threshold per group on validation data; so do the
     single-model baselines here (``GroupThresholds``), so that a difference is the weights' or
     the models', not the thresholds'. ERM at one global threshold stays as a reference.
     """
     return {
-        "erm, one threshold": "erm",
+        "erm, one threshold": ERM(),
         "erm": GroupThresholds("erm"),
         "resample": GroupThresholds("resample"),
         "reweight": GroupThresholds("reweight"),
         "groupdro": GroupThresholds("groupdro"),
-        "in_group": "in_group",
-        "threshold (EOdds)": "threshold",
-        "spare": spare,
+        "in_group": InGroup(),
+        "threshold (EOdds)": Threshold(),
     }
+
+
+def tuned_controls(scenario: Scenario) -> tuple[dict[str, Method], pd.DataFrame]:
+    """Every control tuned as SPARE is (``tuning.tune``: same budget, same rule ``RULE``).
+
+    Returns the kept method of each label and the tuning table (a row per candidate).
+    """
+    chosen, tables = {}, []
+    for label, method in tqdm(controls().items(), desc="tuning", leave=False):
+        found = tuning.tune(scenario, method)
+        chosen[label] = found.chosen[RULE]
+        tables.append(found.table.assign(method=label))
+    return chosen, pd.concat(tables, ignore_index=True)
 
 
 def per_group(report: Report, attribute: str, metrics=PER_GROUP_METRICS, **labels) -> pd.DataFrame:
@@ -102,12 +125,14 @@ def evaluate_all(scenario: Scenario, methods: dict, *, column: str = "method") -
     )
 
 
-def compare(scenario: Scenario, spare: Spare) -> tuple[Compared, pd.DataFrame]:
-    """SPARE and every control on a scenario, and SPARE's paired differences with each.
+def compare(scenario: Scenario, spare: Spare) -> tuple[Compared, pd.DataFrame, pd.DataFrame]:
+    """SPARE (tuned) and every tuned control on a scenario, SPARE's paired differences with each.
 
     F1, precision and recall per group; the EOpp and EOdds gaps (the paper's fairness claim).
+    Also returns the controls' tuning table.
     """
-    compared = evaluate_all(scenario, controls(spare))
+    chosen, table = tuned_controls(scenario)
+    compared = evaluate_all(scenario, chosen | {"spare": spare})
     pairs = [("spare", other) for other in compared.reports if other != "spare"]
     differences = paired_table(
         compared.reports,
@@ -117,7 +142,7 @@ def compare(scenario: Scenario, spare: Spare) -> tuple[Compared, pd.DataFrame]:
         gap_metrics=GAP_METRICS,
         comparison="method",
     )
-    return compared, differences
+    return compared, differences, table
 
 
 def ablation(
@@ -136,6 +161,8 @@ def ablation(
         sweeps.append(table.assign(variant=variant))
     compared = evaluate_all(scenario, tuned, column="variant")
     pairs = [(v, "spare") for v in variants if v != "spare"]
+    if {"similarity", "utility"} <= set(variants):  # the paper: similarity alone beats utility
+        pairs.append(("similarity", "utility"))
     differences = paired_table(compared.reports, pairs, scenario.attribute, comparison="ablation")
     return compared, pd.concat(sweeps, ignore_index=True), differences
 
@@ -198,8 +225,8 @@ def temperature_sweep(scenario: Scenario, spare: Spare, temperatures) -> tuple[p
             )
         )
     table = pd.concat(rows, ignore_index=True)
-    best = float(table.groupby("temperature")["val_auroc"].min().idxmax())
-    return table.assign(chosen=table["temperature"] == best), replace(spare, temperature=best)
+    kept = tuning.tune(scenario, spare, grid={"temperature": tuple(temperatures)}).chosen[RULE]
+    return table.assign(chosen=table["temperature"] == kept.temperature), kept
 
 
 def effective_share(weights: np.ndarray, in_group: np.ndarray, groups) -> pd.DataFrame:

@@ -96,3 +96,52 @@ def test_evaluate_refuses_an_unknown_split(smoke_skin):
         smoke_skin.evaluate(smoke_skin.run("erm"), split="train")
     with pytest.raises(ValueError, match="in_group decides on test data only"):
         smoke_skin.evaluate(smoke_skin.run("in_group"), split="validation")
+
+
+def _baselines(values_by_method, *, blocks):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        [
+            {"rule": "overall", "modality": f"m{b}", "seed": 0, "method": method,
+             "metric": "worst_auroc", "value": value + 0.01 * rng.normal()}
+            for b in range(blocks)
+            for method, value in values_by_method.items()
+        ]
+    )  # fmt: skip
+
+
+def test_methods_are_ranked_within_each_cohort_and_post_processing_is_left_out():
+    table = _baselines({"erm": 0.8, "groupdro": 0.7, "reweight": 0.6, "threshold": 0.8}, blocks=2)
+    ranked = bias.rank_methods(table)
+    assert set(ranked["method"]) == {"erm", "groupdro", "reweight"}
+    assert ranked.groupby("method")["rank"].mean().to_dict() == {
+        "erm": 1.0, "groupdro": 2.0, "reweight": 3.0
+    }  # fmt: skip
+
+
+def test_friedman_tells_a_consistent_order_from_none_and_nemenyi_names_the_pairs():
+    ordered = bias.rank_methods(_baselines({"a": 0.9, "b": 0.7, "c": 0.5}, blocks=12))
+    p_value, mean_rank, nemenyi = bias.friedman_nemenyi(ordered)
+    assert p_value < 0.001 and mean_rank.to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert nemenyi.loc["a", "c"] < 0.05 and list(nemenyi.index) == ["a", "b", "c"]
+    alike = bias.rank_methods(_baselines({"a": 0.7, "b": 0.7, "c": 0.7}, blocks=12))
+    assert bias.friedman_nemenyi(alike)[0] > 0.05
+    with pytest.raises(ValueError, match="needs >= 2 complete blocks and >= 3 methods"):
+        bias.friedman_nemenyi(ordered[ordered["method"] != "c"])
+
+
+def test_a_baseline_costing_the_majority_is_named_with_its_grids_best_beside_erms():
+    differences = pd.DataFrame(
+        {"setting": "skin", "a": ["groupdro", "groupdro", "reweight"], "group": ["light", "dark", "light"],
+         "metric": "auroc", "value": [-0.30, -0.08, -0.01], "lo": [-0.36, -0.14, -0.03],
+         "hi": [-0.24, -0.02, 0.01]}
+    )  # fmt: skip
+    tuning_table = pd.DataFrame(
+        {"modality": "skin", "method": ["erm", "erm", "groupdro", "reweight"],
+         "overall": [0.70, 0.80, 0.57, 0.75]}
+    )  # fmt: skip
+    lines = bias.majority_costs(differences, tuning_table, minority={"skin": "dark"})
+    assert lines == [
+        "skin: groupdro lowers the majority's (light) AUROC by 0.300 [0.240, 0.360]; the best "
+        "overall validation AUROC of its grid is 0.570, ERM's 0.800"
+    ]

@@ -56,6 +56,16 @@ def test_improvement_is_undefined_when_real_only_has_no_gap_to_reduce():
     assert np.isnan(row["value"]) and row["verdict"] == study.UNDEFINED
 
 
+def test_overall_accuracy_is_the_groups_mean_paired_like_the_per_group_rows():
+    reps = reports({study.REAL_ONLY: 0.3, "dpo": 0.1})
+    table = study.comparisons(reps, attribute="sex", setting="cxr, test")
+    row = table[(table["metric"] == "mean_accuracy") & (table["a"] == "dpo")].iloc[0]
+    per_group = table[(table["metric"] == "accuracy") & (table["a"] == "dpo")]
+    assert row["value"] == pytest.approx(per_group["value"].mean())
+    assert row["lo"] < row["value"] < row["hi"] and row["setting"] == "cxr, test"
+    assert row["verdict"] == "better"  # M's accuracy rose by about 0.2, F's stayed
+
+
 @pytest.fixture(scope="module")
 def scenario():
     return study.setting("skin", settings("smoke"), seed=0, device="cpu", minority_fraction=0.2)

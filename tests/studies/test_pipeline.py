@@ -78,15 +78,18 @@ class _Scored(ERM):
         noise = abs(np.log10(self.lr) + 2) * 3 + 0.1  # least noise at 1e-2
         score = 1 / (1 + np.exp(-(2 * y - 1) - noise * rng.normal(size=200)))
         val = pd.DataFrame({"y_true": y, "y_pred": (score > 0.5).astype(int),
-                            "score_benign": 1 - score, "score_malignant": score})  # fmt: skip
+                            "score_benign": 1 - score, "score_malignant": score,
+                            "skin_group": np.repeat(["light", "dark"], 100)})  # fmt: skip
         return MethodPredictions(self.name, val, val)
 
 
 def test_each_arm_is_tuned_on_its_own_grid_by_validation_auroc():
     scenario = Experiment("skin", settings("smoke"), seed=0, device="cpu").scenario("none")
-    chosen, table = study.tuned(scenario, _Scored(), [0.001, 0.01, 0.1])
-    assert chosen.lr == 0.01
-    assert table["val_auroc"].idxmax() == 1 and len(table) == 3
+    arms = {study.SUPERVISED: _Scored()}
+    predictions, table = study.train_arms(scenario, arms, lrs=[0.001, 0.01, 0.1], probe_lrs=[1])
+    assert table["overall"].idxmax() == 1 and len(table) == 3
+    assert table.loc[1, "chosen_by"].startswith("overall")
+    assert predictions[study.SUPERVISED].val.equals(_Scored(lr=0.01)(scenario).val)
 
 
 def test_the_summary_claims_name_the_arms_this_study_trains():

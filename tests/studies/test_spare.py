@@ -101,10 +101,21 @@ def test_paired_table_differences_each_pair_per_group_and_gap(scenario):
 
 
 def test_controls_give_single_model_baselines_group_thresholds(scenario):
-    controls = study.controls(Spare())
+    controls = study.controls()
     erm = scenario.predictions(controls["erm"])
     assert "decision" in erm.test and "decision" not in scenario.predictions("erm").test
-    assert set(controls) >= {"erm, one threshold", "in_group", "spare"}
+    assert set(controls) >= {"erm, one threshold", "in_group"} and "spare" not in controls
+
+
+def test_every_control_is_tuned_with_spares_budget_and_rule(scenario, monkeypatch):
+    two = {k: v for k, v in study.controls().items() if k in ("erm", "threshold (EOdds)")}
+    monkeypatch.setattr(study, "controls", lambda: two)
+    chosen, table = study.tuned_controls(scenario)
+    assert table.groupby("method").size().to_dict() == {"erm": 3, "threshold (EOdds)": 3}
+    erm = table[table["method"] == "erm"].reset_index(drop=True)
+    best = erm.loc[erm["worst_group"].idxmax(), "candidate"]
+    assert chosen["erm"].base.lr == float(best.split("=")[1])
+    assert chosen["threshold (EOdds)"].base == chosen["erm"].base  # one tuned ERM for both
 
 
 def test_sharing_more_stages_than_a_backbone_has_is_refused_before_training():
