@@ -13,6 +13,7 @@ test set plays no part: the rules see ``MethodPredictions.val`` alone.
 from __future__ import annotations
 
 import itertools
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
@@ -34,11 +35,11 @@ RULE_NAMES = {
 }
 
 
-def candidates(method: Method, grid: dict[str, tuple] | None = None) -> list[Method]:
-    """``method`` at every point of its search grid (``grid`` overrides ``method.search()``).
+def search_grid(method: Method, grid: dict[str, tuple] | None = None) -> dict[str, tuple]:
+    """``grid``, or the method's own ``search()``, checked against the method's fields.
 
-    Raises a ValueError naming the method when it declares no search, when a grid names a
-    field the method does not have, or when a grid is empty.
+    Raises a ValueError naming the method when it declares no search, when a grid names a field
+    the method does not have (or its name), or when a grid is empty.
     """
     if grid is None:
         if not hasattr(method, "search"):
@@ -47,11 +48,17 @@ def candidates(method: Method, grid: dict[str, tuple] | None = None) -> list[Met
                 "hyperparameters and their values); every method is tuned alike"
             )
         grid = method.search()
-    own = {f.name for f in fields(method)}
+    own = {f.name for f in fields(method)} - {"name"}
     if unknown := set(grid) - own:
         raise ValueError(f"{method.name}: no field {sorted(unknown)} to search; it has {own}")
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise ValueError(f"{method.name}: the search grid {grid} is empty")
+    return grid
+
+
+def candidates(method: Method, grid: dict[str, tuple] | None = None) -> list[Method]:
+    """``method`` at every point of its search grid (``search_grid``)."""
+    grid = search_grid(method, grid)
     names = list(grid)
     return [
         replace(method, **dict(zip(names, point, strict=True)))
@@ -62,7 +69,8 @@ def candidates(method: Method, grid: dict[str, tuple] | None = None) -> list[Met
 def validation_scores(val: pd.DataFrame, *, attribute: str, positive: str) -> dict[str, float]:
     """Overall AUROC, worst-group AUROC and the AUROC gap (best - worst group) on validation.
 
-    A group whose validation images hold one class has no AUROC and is left out of both.
+    A group whose validation images hold one class has no AUROC; then neither has the worst
+    group nor the gap (NaN), so the rules that read them cannot quietly judge another group.
     """
     y, scores = binary_labels(val, positive), positive_scores(val, positive)
     by_group = [
@@ -71,8 +79,8 @@ def validation_scores(val: pd.DataFrame, *, attribute: str, positive: str) -> di
     ]
     return {
         "overall": auroc(y, scores),
-        "worst_group": float(np.nanmin(by_group)),
-        "gap": float(np.nanmax(by_group) - np.nanmin(by_group)),
+        "worst_group": float(np.min(by_group)),
+        "gap": float(np.max(by_group) - np.min(by_group)),
     }
 
 
@@ -94,34 +102,39 @@ def select(table: pd.DataFrame, rule: str) -> int:
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
     if table[rule].isna().all():
-        raise ValueError(f"no candidate has a validation {RULE_NAMES[rule]}")
+        raise ValueError(
+            f"no candidate has a validation {RULE_NAMES[rule]} (a group's validation images "
+            "may hold one class only)"
+        )
     return int(table[rule].idxmin() if rule == "distance" else table[rule].idxmax())
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tuned:
     """A method tuned once: the candidate each rule keeps, and the table they were read from.
 
     ``table`` has one row per candidate: its ``candidate`` (e.g. ``lr=0.001``), the validation
     ``overall``, ``worst_group``, ``gap`` and ``distance``, and ``chosen_by`` (the rules that
-    keep it, comma-separated; empty when none does).
+    keep it, comma-separated; empty when none does). ``trainings``: the models the tuning
+    needs (post-processing needs its base's, shared with the base's own tuning).
     """
 
     chosen: dict[str, Method]
     table: pd.DataFrame
-
-    @property
-    def trainings(self) -> int:
-        """Trainings the tuning cost (post-processing adds none)."""
-        return len(self.table)
+    trainings: int
 
 
 def _setting(method: Method, grid: dict) -> str:
-    return ", ".join(f"{name}={getattr(method, name):g}" for name in grid)
+    def shown(value):
+        return f"{value:g}" if isinstance(value, numbers.Real) else str(value)
+
+    return ", ".join(f"{name}={shown(getattr(method, name))}" for name in grid)
 
 
-def tune(scenario: Scenario, method: Method, *, grid: dict[str, tuple] | None = None) -> Tuned:
-    """Train every candidate of ``method``'s grid; keep the one each rule chooses on validation.
+def tune(
+    scenario: Scenario, method: Method, *, grid: dict[str, tuple] | None = None, rules=RULES
+) -> Tuned:
+    """Train every candidate of ``method``'s grid; keep the one each of ``rules`` chooses.
 
     A post-processing method (a ``base`` field) is its base tuned, then post-processed: it
     costs no training of its own. ``grid`` replaces the method's own search (a chapter's
@@ -131,19 +144,26 @@ def tune(scenario: Scenario, method: Method, *, grid: dict[str, tuple] | None = 
     if base is not None:
         from fairkit import methods  # the registry imports every method; tuning is below it
 
-        tuned = tune(scenario, methods.get(base) if isinstance(base, str) else base, grid=grid)
-        chosen = {rule: replace(method, base=m) for rule, m in tuned.chosen.items()}
-        return Tuned(chosen, tuned.table.assign(method=method.name))
+        base = methods.get(base) if isinstance(base, str) else base
+        found = tune(scenario, base, grid=grid, rules=rules)
+        chosen = {rule: replace(method, base=m) for rule, m in found.chosen.items()}
+        return Tuned(chosen, found.table.assign(method=method.name), found.trainings)
+    grid = search_grid(method, grid)
     points = candidates(method, grid)
-    grid = grid or method.search()
     rows = []
     for candidate in points:
         val = scenario.predictions(candidate).val
         scores = validation_scores(val, attribute=scenario.attribute, positive=scenario.positive)
         rows.append({"method": method.name, "candidate": _setting(candidate, grid), **scores})
     table = with_distance(pd.DataFrame(rows))
-    keep = {rule: select(table, rule) for rule in RULES}
-    table["chosen_by"] = [
-        ", ".join(rule for rule in RULES if keep[rule] == i) for i in range(len(table))
-    ]
-    return Tuned({rule: points[i] for rule, i in keep.items()}, table)
+    keep = {rule: select(table, rule) for rule in rules}
+    table["chosen_by"] = [", ".join(r for r in rules if keep[r] == i) for i in range(len(table))]
+    return Tuned({rule: points[i] for rule, i in keep.items()}, table, trainings=len(points))
+
+
+def stacked(tuned: dict[str, Tuned], *, key: str = "method", **labels) -> pd.DataFrame:
+    """The tuning tables of several methods, one under the other, their labels in ``key``."""
+    return pd.concat(
+        [found.table.assign(**{key: label}, **labels) for label, found in tuned.items()],
+        ignore_index=True,
+    )

@@ -146,6 +146,11 @@ display(
         index="arm", columns=["modality", "candidate"], values="overall", sort=False
     ).round(3)
 )
+display(
+    tuning[tuning["chosen_by"] != ""]
+    .pivot(index="arm", columns="modality", values="candidate")
+    .rename_axis(columns="kept (overall validation AUROC)")
+)
 metrics = run.save_table(pd.concat(metrics, ignore_index=True), "metrics")
 comparisons = run.save_table(pd.concat(comparisons, ignore_index=True), "comparisons")
 shown = metrics.assign(attribute=metrics["modality"].map(attributes))

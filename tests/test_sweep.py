@@ -27,6 +27,8 @@ def test_a_comma_inside_brackets_belongs_to_one_list_value():
     assert len(grid) == 4
     assert {"seed": "1", "backbones": "['resnet18', 'vgg11']"} in grid
     assert {"seed": "0", "backbones": "[]"} in grid
+    nested = runs.parse_grid(["x=[[1, 2], [3, 4]],'a,b'"])
+    assert [p["x"] for p in nested] == ["[[1, 2], [3, 4]]", "'a,b'"]
 
 
 @pytest.mark.parametrize("bad", ["seed", "seed=", "=1,2", "seed=1,,2"])

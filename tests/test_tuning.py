@@ -29,7 +29,7 @@ def test_every_registered_method_is_tuned_with_the_same_budget(name):
 
 def test_a_method_added_without_a_search_is_refused_by_name():
     @dataclass(frozen=True)
-    class Unsearched:
+    class Unsearched:  # a method that is not a variant of ERM, without ``search()``
         name: str = "mine"
         lr: float = 1e-3
 
@@ -39,6 +39,19 @@ def test_a_method_added_without_a_search_is_refused_by_name():
         tuning.candidates(Unsearched(), {"momentum": (0.9,)})
     with pytest.raises(ValueError, match="is empty"):
         tuning.candidates(Unsearched(), {"lr": ()})
+    with pytest.raises(ValueError, match="no field \\['name'\\]"):
+        tuning.candidates(Unsearched(), {"name": ("other",)})
+
+
+def test_a_group_without_an_auroc_leaves_the_worst_group_undefined_not_another_group():
+    val = pd.DataFrame({"y_true": [0, 1, 0, 1, 1, 1], "score_no": 0.5, "score_yes": [0.1, 0.9, 0.2, 0.8, 0.6, 0.7],
+                        "g": ["a", "a", "a", "a", "b", "b"]})  # fmt: skip
+    scores = tuning.validation_scores(val, attribute="g", positive="yes")
+    assert scores["overall"] == 1.0 and np.isnan(scores["worst_group"]) and np.isnan(scores["gap"])
+    table = tuning.with_distance(pd.DataFrame([scores, scores]))
+    assert tuning.select(table, "overall") == 0
+    with pytest.raises(ValueError, match="no candidate has a validation worst-group AUROC"):
+        tuning.select(table, "worst_group")
 
 
 def test_each_rule_keeps_its_own_candidate():
@@ -77,9 +90,19 @@ class _ValidationOnly:
         return MethodPredictions(self.name, val, test=None)  # the rules must not need it
 
 
+@dataclass(frozen=True)
+class _ValidationScenario:
+    """A scenario that can only hand out a method's predictions: no cohort, no test set."""
+
+    attribute: str = "skin_group"
+    positive: str = "malignant"
+
+    def predictions(self, method):
+        return method(self)
+
+
 def test_tuning_reads_validation_predictions_only_and_keeps_one_candidate_per_rule():
-    scenario = Experiment("skin", settings("smoke"), seed=0, device="cpu").scenario("none")
-    found = tuning.tune(scenario, _ValidationOnly())
+    found = tuning.tune(_ValidationScenario(), _ValidationOnly())
     assert found.trainings == 3
     assert list(found.table["candidate"]) == ["knob=0", "knob=1", "knob=2"]
     for rule in tuning.RULES:
@@ -94,9 +117,11 @@ def test_tuning_reads_validation_predictions_only_and_keeps_one_candidate_per_ru
 
 def test_post_processing_is_tuned_through_its_base_at_no_training_of_its_own():
     scenario = Experiment("skin", settings("smoke"), seed=0, device="cpu").scenario("under", 0.2)
-    found = tuning.tune(scenario, methods.Threshold())
     erm = tuning.tune(scenario, methods.ERM())
-    assert found.trainings == erm.trainings == tuning.BUDGET
+    remembered = len(scenario.experiment._cache)
+    found = tuning.tune(scenario, methods.Threshold())
+    assert len(scenario.experiment._cache) == remembered  # nothing trained or predicted anew
+    assert found.trainings == erm.trainings == tuning.BUDGET  # the same models, trained once
     for rule in tuning.RULES:
         assert found.chosen[rule] == methods.Threshold(base=erm.chosen[rule])
     assert set(found.table["method"]) == {"threshold"}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fairkit.methods.base import MethodPredictions, predictions_of
 from fairkit.training import TrainConfig, fit
 
-LEARNING_RATES = (1e-3, 3e-3, 1e-2)  # whole networks; quick ERM's best skin rate is the middle
+LEARNING_RATES = (1e-3, 3e-3, 1e-2)  # whole networks: a log grid around the loop's 3e-3
 
 if TYPE_CHECKING:
     import numpy as np
@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 
     from fairkit.data import Cohort
     from fairkit.experiment import Scenario
+
+
+def check_lr(method) -> None:
+    """Refuse a method's ``lr`` that is neither None nor a positive finite number."""
+    lr = method.lr
+    if lr is not None and not (isinstance(lr, float | int) and 0 < lr < float("inf")):
+        raise ValueError(f"{method.name}: lr must be a positive number or None; got {lr!r}")
+
+
+def config_at(scenario: Scenario, lr: float | None, **changes) -> TrainConfig:
+    """The scenario's loop config with ``changes``, at ``lr`` if set (None: the loop's)."""
+    return scenario.config(**({} if lr is None else {"lr": lr}), **changes)
 
 
 @dataclass(frozen=True)
@@ -32,10 +44,7 @@ class ERM:
     lr: float | None = None  # None: the experiment's; a study tunes it per method on validation
 
     def __post_init__(self):
-        if self.lr is not None and not (
-            isinstance(self.lr, float | int) and 0 < self.lr < float("inf")
-        ):
-            raise ValueError(f"{self.name}: lr must be a positive number or None; got {self.lr!r}")
+        check_lr(self)
 
     def search(self) -> dict[str, tuple]:
         """What a study tunes (``fairkit.tuning``): the learning rate, around the loop's 3e-3."""
@@ -43,7 +52,7 @@ class ERM:
 
     def config(self, scenario: Scenario, **changes) -> TrainConfig:
         """The scenario's loop config with ``changes``, at this method's learning rate if set."""
-        return scenario.config(**({} if self.lr is None else {"lr": self.lr}), **changes)
+        return config_at(scenario, self.lr, **changes)
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, np.ndarray | None]:
         """The loop's config and per-sample weights (None: all equal) for this scenario."""

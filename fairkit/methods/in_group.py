@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fairkit.methods.base import MethodPredictions, group_threshold_decisions
-from fairkit.methods.erm import LEARNING_RATES
+from fairkit.methods.erm import LEARNING_RATES, check_lr, config_at
 from fairkit.training import fit, predict
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ class InGroup:
 
     name: str = "in_group"
     lr: float | None = None  # None: the experiment's; a study tunes it (``fairkit.tuning``)
+
+    def __post_init__(self):
+        check_lr(self)
 
     def search(self) -> dict[str, tuple]:
         """The learning rate, on ERM's grid: one rate for both groups' models."""
@@ -46,7 +49,7 @@ class InGroup:
                 raise ValueError(
                     f"in-group training: {attribute}={group!r} lacks one class in train or val"
                 )
-            config = scenario.config(**({} if self.lr is None else {"lr": self.lr}))
+            config = config_at(scenario, self.lr)
             model = fit(scenario.make_model(), rows["train"], config=config, val=rows["val"]).model
             vals.append(predict(model, rows["val"], device=device))
             tests.append(predict(model, rows["test"], device=device))

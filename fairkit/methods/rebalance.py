@@ -27,8 +27,8 @@ def inverse_frequency_weights(groups: pd.Series, exponent: float = 1.0) -> np.nd
 
 def _check_positive(method, name: str, *, zero: bool = False) -> None:
     value = getattr(method, name)
-    bound_ok = value >= 0 if zero else value > 0
-    if not (isinstance(value, float | int) and np.isfinite(value) and bound_ok):
+    number = isinstance(value, float | int) and not isinstance(value, bool)
+    if not (number and np.isfinite(value) and (value >= 0 if zero else value > 0)):
         sign = "non-negative" if zero else "positive"
         raise ValueError(f"{method.name}: {name} must be a finite {sign} number; got {value!r}")
 
@@ -47,7 +47,7 @@ class Resample(ERM):
 
 @dataclass(frozen=True)
 class Reweight(ERM):
-    """Inverse-frequency sample weights: each group carries the same total weight."""
+    """Inverse-frequency sample weights: at exponent 1 each group carries the same total weight."""
 
     name: str = "reweight"
     exponent: float = 1.0  # weights 1 / (group size) ** exponent: 1 balances the groups' totals
@@ -57,7 +57,7 @@ class Reweight(ERM):
         _check_positive(self, "exponent", zero=True)
 
     def search(self) -> dict[str, tuple]:
-        """The exponent: at this training length full balance can starve the majority."""
+        """The exponent, from mild to full balance (0 would be ERM)."""
         return {"exponent": (0.25, 0.5, 1.0)}
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, np.ndarray]:
@@ -79,7 +79,7 @@ class GroupDRO(ERM):
         _check_positive(self, "eta")
 
     def search(self) -> dict[str, tuple]:
-        """The group weights' step size, on a log grid around the paper's 0.01."""
+        """The group weights' step size, on a log grid up from the paper's 0.01."""
         return {"eta": (0.01, 0.1, 1.0)}
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, None]:

@@ -96,16 +96,16 @@ def method_table(table: pd.DataFrame, *, title: str):
 def critical_difference(tests: dict, *, names: dict[str, str], title: str):
     """One critical-difference diagram per selection rule (scikit-posthocs), stacked.
 
-    ``tests`` maps a rule to ``(friedman_p, mean_rank, nemenyi_p)`` (``bias.friedman_nemenyi``):
+    ``tests`` maps a rule to its ``bias.RankTest`` (``p_value``, ``mean_rank``, ``nemenyi``):
     methods on a rank axis (1 = best), joined by a bar where Nemenyi's test cannot tell them
     apart at the 5% level; each panel's title gives Friedman's p-value.
     """
     fig, axes = plt.subplots(len(tests), 1, figsize=(7.5, 1.9 * len(tests)), squeeze=False)
-    methods = sorted({m for _, ranks, _ in tests.values() for m in ranks.index})
+    methods = sorted({m for test in tests.values() for m in test.mean_rank.index})
     colours = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
-    for ax, (rule, (p_value, ranks, nemenyi)) in zip(axes[:, 0], tests.items(), strict=True):
-        critical_difference_diagram(ranks, nemenyi, ax=ax, color_palette=colours)
-        ax.set_title(f"chosen by {names[rule]}: Friedman p = {p_value:.3g}", fontsize=10)
+    for ax, (rule, test) in zip(axes[:, 0], tests.items(), strict=True):
+        critical_difference_diagram(test.mean_rank, test.nemenyi, ax=ax, color_palette=colours)
+        ax.set_title(f"chosen by {names[rule]}: Friedman p = {test.p_value:.3g}", fontsize=10)
     axes[-1, 0].set_xlabel("mean rank (1 = best)")
     fig.suptitle(title)
     fig.tight_layout()

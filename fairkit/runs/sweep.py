@@ -19,7 +19,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,10 +36,28 @@ from fairkit.runs.runner import RunFailed, run_notebook
 KEPT_IN_RESULTS = (".csv", ".json")  # what ``tables_only`` keeps of a run folder
 
 
+def _top_level_split(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and quotes: ``[1, 2],'a,b'`` is 2 values."""
+    parts, depth, quote, start = [], 0, None, 0
+    for k, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:k])
+            start = k + 1
+    return [*parts, text[start:]]
+
+
 def parse_grid(specs: Sequence[str]) -> list[dict[str, str]]:
     """``["seed=0,1", "dark_fraction=0.1,0.3"]`` -> the four combinations, values as typed.
 
-    A comma inside brackets belongs to one list value: ``"backbones=[resnet18, vgg11]"`` is one
+    A comma inside brackets or quotes belongs to one value: ``"backbones=['a', 'b']"`` is one
     value. Values stay text here; the runner checks each against the notebook default's type.
     """
     if not specs:
@@ -53,7 +70,7 @@ def parse_grid(specs: Sequence[str]) -> list[dict[str, str]]:
             raise ParameterError(f"a grid axis reads NAME=V1,V2,...; got {spec!r}")
         if name in axes:
             raise ParameterError(f"grid axis {name!r} was given twice")
-        axes[name] = [v.strip() for v in re.split(r",(?![^\[]*\])", values)]
+        axes[name] = [v.strip() for v in _top_level_split(values)]
         if "" in axes[name]:
             raise ParameterError(f"grid axis {name!r} has an empty value: {spec!r}")
     return [dict(zip(axes, point, strict=True)) for point in itertools.product(*axes.values())]

@@ -17,10 +17,10 @@ from fairkit import methods, seeds, tuning
 from fairkit.data import synth
 from fairkit.experiment import Experiment
 from fairkit.fairness import Report
-from fairkit.methods import BASELINES
+from fairkit.methods import BASELINES, Threshold
 from fairkit.training import predict
 from fairkit.tuning import Tuned
-from fairkit.verdicts import interval, paired_table
+from fairkit.verdicts import higher_is_better, interval, paired_table
 
 PER_GROUP = ("recall", "fpr", "auroc")
 GAPS = ("equalized_odds", "equal_opportunity", "gap_auroc")
@@ -119,21 +119,13 @@ def shortcut_test(experiment: Experiment, strength: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tune_baselines(
-    experiment: Experiment, *, strength: float, names=BASELINES
-) -> tuple[dict[str, Tuned], pd.DataFrame]:
-    """Every baseline tuned alike on one under-represented cohort (``tuning.tune``).
-
-    Returns each baseline's tuning and the tuning table (a row per candidate, with the
-    validation scores that the three selection rules read and the rules that keep it).
-    """
+def tune_baselines(experiment: Experiment, *, strength: float, names=BASELINES) -> dict[str, Tuned]:
+    """Every baseline tuned alike on one under-represented cohort (``tuning.tune``)."""
     scenario = experiment.scenario("under", strength)
-    tuned = {
+    return {
         name: tuning.tune(scenario, methods.get(name))
         for name in tqdm(names, desc=f"{experiment.modality} tuning", leave=False)
     }
-    table = pd.concat([t.table for t in tuned.values()], ignore_index=True)
-    return tuned, table.assign(modality=experiment.modality)
 
 
 def compare_baselines(
@@ -198,32 +190,37 @@ def rank_methods(
     """
     rows = baselines[(baselines["metric"] == metric) & ~baselines["method"].isin(leave_out)]
     blocks = [c for c in ("rule", "modality", "seed") if c in rows]
-    ranked = rows.assign(rank=rows.groupby(blocks)["value"].rank(ascending=False))
+    best_first = not higher_is_better(metric)
+    ranked = rows.assign(rank=rows.groupby(blocks)["value"].rank(ascending=best_first))
     return ranked[[*blocks, "method", "value", "rank"]]
 
 
-def friedman_nemenyi(ranked: pd.DataFrame) -> tuple[float, pd.Series, pd.DataFrame]:
-    """Friedman's test over the blocks of one rule, its mean ranks and Nemenyi's p-values.
+@dataclass(frozen=True)
+class RankTest:
+    """Friedman's test over the complete blocks of one rule, and Nemenyi's pairwise p-values."""
 
-    ``ranked`` from ``rank_methods`` for one rule. Returns the Friedman p-value, each method's
-    mean rank and the pairwise Nemenyi p-value matrix (scikit-posthocs), which the
-    critical-difference diagram draws.
+    p_value: float
+    mean_rank: pd.Series  # by method, 1 = best
+    nemenyi: pd.DataFrame  # method x method p-values (scikit-posthocs)
+    blocks: int  # the complete blocks (cohorts) the test used
+
+
+def friedman_nemenyi(ranked: pd.DataFrame) -> RankTest:
+    """Friedman's test of "all methods rank alike" over ``ranked``'s blocks, with Nemenyi's.
+
+    ``ranked`` from ``rank_methods`` for one rule; a block missing a method is left out (the
+    test needs complete blocks), and ``RankTest.blocks`` says how many remained.
     """
     blocks = [c for c in ("modality", "seed") if c in ranked]
-    wide = ranked.pivot_table(index=blocks, columns="method", values="value").dropna()
+    wide = ranked.pivot_table(index=blocks, columns="method", values="rank").dropna()
     if len(wide) < 2 or wide.shape[1] < 3:
         raise ValueError(
             f"a Friedman test needs >= 2 complete blocks and >= 3 methods; got {wide.shape}"
         )
     p_value = float(friedmanchisquare(*(wide[c] for c in wide)).pvalue)
-    mean_rank = wide.rank(axis=1, ascending=False).mean()
-    return (
-        p_value,
-        mean_rank,
-        posthoc_nemenyi_friedman(wide.to_numpy())
-        .set_axis(wide.columns, axis=0)
-        .set_axis(wide.columns, axis=1),
-    )
+    nemenyi = posthoc_nemenyi_friedman(wide.to_numpy())
+    nemenyi = nemenyi.set_axis(wide.columns, axis=0).set_axis(wide.columns, axis=1)
+    return RankTest(p_value, wide.mean(), nemenyi, len(wide))
 
 
 CROSSED_WITH = {"skin": "sex", "cxr": "age_group", "mri": "sex"}  # intersected with the audit
@@ -291,20 +288,23 @@ def external_site(experiment: Experiment, *, strength: float) -> pd.DataFrame:
     )
 
 
-def threshold_transfer(experiment: Experiment, *, strength: float) -> pd.DataFrame:
+def threshold_transfer(
+    experiment: Experiment, *, strength: float, threshold: Threshold
+) -> pd.DataFrame:
     """Per-group TPR and FPR and the equalized-odds gap where thresholds were fitted and on test.
 
-    ERM at one validation threshold against fairlearn's ThresholdOptimizer, which equalises
-    TPR and FPR *on the validation set*. That set is biased like training, so the minority's
-    rates there rest on few images (``val_positives``, ``val_images``); a constraint met on them
-    need not hold on the balanced test set.
+    ERM at one validation threshold against fairlearn's ThresholdOptimizer on its scores
+    (``threshold``, tuned: its ``base`` is that ERM), which equalises TPR and FPR *on the
+    validation set*. That set is biased like training, so the minority's rates there rest on
+    few images (``val_positives``, ``val_images``); a constraint met on them need not hold on
+    the balanced test set.
     """
     attribute = experiment.task.attribute
     val = experiment.scenario("under", strength).val
     counts = val.meta.assign(positive=val.labels == 1).groupby(val.meta[attribute].astype(str))
     rows = []
-    for method in ("erm", "threshold"):
-        predictions = experiment.run(method, "under", strength)
+    for method, trained in (("erm", threshold.base), ("threshold", threshold)):
+        predictions = experiment.run(trained, "under", strength)
         for split in ("validation", "test"):
             rep = experiment.evaluate(predictions, split=split)
             gap = rep.gaps[(rep.gaps["attribute"] == attribute)]

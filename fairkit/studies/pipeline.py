@@ -12,8 +12,6 @@ table (``stages``) reads what each intervention buys from those rows.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 
@@ -24,11 +22,8 @@ from fairkit.data.bias import UnderRepresent
 from fairkit.experiment import Experiment, Scenario
 from fairkit.fairness import (
     Report,
-    auroc,
-    binary_labels,
     choose_threshold,
     metric_rows,
-    positive_scores,
 )
 from fairkit.methods import ERM, Method, MethodPredictions, Pretrained, Resample, Threshold
 from fairkit.methods.ssl import ADAPTATIONS, OTHER_SITE, POOLS
@@ -91,22 +86,16 @@ def train_arms(
 
     Every arm goes through the one protocol (``tuning.tune``) with the same budget: linear
     probes over ``probe_lrs``, whole networks over ``lrs``, each kept by its overall validation
-    AUROC (not a fairness criterion), so no arm wins by its settings; post-processing acts on
-    the tuned supervised model.
+    AUROC (``RULE``, not a fairness criterion), so no arm wins by its settings; post-processing
+    acts on the supervised model tuned alike, at no training of its own.
     """
-    chosen, tables = {}, []
+    tuned = {}
     for label, method in arms_.items():
-        if isinstance(method, Threshold):
-            if SUPERVISED not in chosen:
-                raise ValueError(f"{label!r} post-processes {SUPERVISED!r}; list that arm first")
-            chosen[label] = replace(method, base=chosen[SUPERVISED])
-            continue
         probe = getattr(method, "adaptation", None) == "linear_probe"
-        found = tuning.tune(scenario, method, grid={"lr": probe_lrs if probe else lrs})
-        chosen[label] = found.chosen[RULE]
-        tables.append(found.table.assign(arm=label))
-    predictions = {label: scenario.predictions(m) for label, m in chosen.items()}
-    return predictions, pd.concat(tables, ignore_index=True)
+        grid = {"lr": probe_lrs if probe else lrs}
+        tuned[label] = tuning.tune(scenario, method, grid=grid, rules=(RULE,))
+    predictions = {label: scenario.predictions(t.chosen[RULE]) for label, t in tuned.items()}
+    return predictions, tuning.stacked(tuned, key="arm")
 
 
 def comparisons(reports_: dict[str, Report], *, attribute: str, setting: str) -> pd.DataFrame:
@@ -169,17 +158,16 @@ def best_arm(scenario: Scenario, predictions: dict[str, MethodPredictions], cand
     The chapter's card and monitor show this model; choosing it on the test set would make its
     test numbers optimistic. Post-processed arms (own decisions) are not candidates.
     """
-    worst = {}
-    for name in candidates:
-        val = predictions[name].val
-        if "decision" in val:
-            continue
-        y, scores = binary_labels(val, scenario.positive), positive_scores(val, scenario.positive)
-        groups = val[scenario.attribute].to_numpy()
-        worst[name] = min(auroc(y[groups == g], scores[groups == g]) for g in np.unique(groups))
+    worst = {
+        name: tuning.validation_scores(
+            predictions[name].val, attribute=scenario.attribute, positive=scenario.positive
+        )["worst_group"]
+        for name in candidates
+        if "decision" not in predictions[name].val
+    }
     if not worst:
         raise ValueError(f"no candidate among {list(candidates)} has its own model and scores")
-    return max(worst, key=worst.get)
+    return pd.Series(worst).idxmax()
 
 
 def always_trained(pools) -> list[str]:

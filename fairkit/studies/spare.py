@@ -29,6 +29,7 @@ from fairkit.methods import (
 from fairkit.methods.spare import VARIANTS
 from fairkit.models import n_stages
 from fairkit.training import fit, predict
+from fairkit.tuning import Tuned
 from fairkit.verdicts import paired_table, pool_seeds
 
 PER_GROUP_METRICS = ("precision", "recall", "f1")
@@ -68,17 +69,12 @@ def controls() -> dict[str, Method]:
     }
 
 
-def tuned_controls(scenario: Scenario) -> tuple[dict[str, Method], pd.DataFrame]:
-    """Every control tuned as SPARE is (``tuning.tune``: same budget, same rule ``RULE``).
-
-    Returns the kept method of each label and the tuning table (a row per candidate).
-    """
-    chosen, tables = {}, []
-    for label, method in tqdm(controls().items(), desc="tuning", leave=False):
-        found = tuning.tune(scenario, method)
-        chosen[label] = found.chosen[RULE]
-        tables.append(found.table.assign(method=label))
-    return chosen, pd.concat(tables, ignore_index=True)
+def tuned_controls(scenario: Scenario) -> dict[str, Tuned]:
+    """Every control tuned as SPARE is (``tuning.tune``: the same budget, the rule ``RULE``)."""
+    return {
+        label: tuning.tune(scenario, method, rules=(RULE,))
+        for label, method in tqdm(controls().items(), desc="tuning", leave=False)
+    }
 
 
 def per_group(report: Report, attribute: str, metrics=PER_GROUP_METRICS, **labels) -> pd.DataFrame:
@@ -104,11 +100,15 @@ def _report(scenario: Scenario, method) -> tuple[Report, MethodPredictions]:
 
 @dataclass
 class Compared:
-    """Reports and tables of a set of compared methods (or variants) on one scenario."""
+    """Reports and tables of a set of compared methods (or variants) on one scenario.
+
+    ``tuning``: how each was tuned (``tuning.stacked``), where they were.
+    """
 
     reports: dict[str, Report]
     by_group: pd.DataFrame
     gaps: pd.DataFrame
+    tuning: pd.DataFrame | None = None
 
 
 def evaluate_all(scenario: Scenario, methods: dict, *, column: str = "method") -> Compared:
@@ -125,14 +125,16 @@ def evaluate_all(scenario: Scenario, methods: dict, *, column: str = "method") -
     )
 
 
-def compare(scenario: Scenario, spare: Spare) -> tuple[Compared, pd.DataFrame, pd.DataFrame]:
-    """SPARE (tuned) and every tuned control on a scenario, SPARE's paired differences with each.
+def compare(scenario: Scenario, spare: Tuned) -> tuple[Compared, pd.DataFrame]:
+    """SPARE and every control, each tuned alike, on a scenario; SPARE's paired differences.
 
-    F1, precision and recall per group; the EOpp and EOdds gaps (the paper's fairness claim).
-    Also returns the controls' tuning table.
+    ``spare``: SPARE's own tuning (``temperature_sweep``). F1, precision and recall per group;
+    the EOpp and EOdds gaps (the paper's fairness claim); ``Compared.tuning`` holds every
+    method's tuning table.
     """
-    chosen, table = tuned_controls(scenario)
-    compared = evaluate_all(scenario, chosen | {"spare": spare})
+    tuned = tuned_controls(scenario) | {"spare": spare}
+    compared = evaluate_all(scenario, {label: t.chosen[RULE] for label, t in tuned.items()})
+    compared.tuning = tuning.stacked(tuned)
     pairs = [("spare", other) for other in compared.reports if other != "spare"]
     differences = paired_table(
         compared.reports,
@@ -142,7 +144,7 @@ def compare(scenario: Scenario, spare: Spare) -> tuple[Compared, pd.DataFrame, p
         gap_metrics=GAP_METRICS,
         comparison="method",
     )
-    return compared, differences, table
+    return compared, differences
 
 
 def ablation(
@@ -155,9 +157,8 @@ def ablation(
     """
     tuned, sweeps = {}, []
     for variant in tqdm(variants, desc="ablation", leave=False):
-        table, tuned[variant] = temperature_sweep(
-            scenario, replace(spare, variant=variant), temperatures
-        )
+        table, found = temperature_sweep(scenario, replace(spare, variant=variant), temperatures)
+        tuned[variant] = found.chosen[RULE]
         sweeps.append(table.assign(variant=variant))
     compared = evaluate_all(scenario, tuned, column="variant")
     pairs = [(v, "spare") for v in variants if v != "spare"]
@@ -202,19 +203,18 @@ def validation_auroc(predictions: MethodPredictions, attribute: str, positive: s
     return pd.Series({g: auroc(y[rows], scores[rows]) for g, rows in sorted(rows_of.items())})
 
 
-def temperature_sweep(scenario: Scenario, spare: Spare, temperatures) -> tuple[pd.DataFrame, Spare]:
-    """SPARE at each temperature, and the one with the best worst-group validation AUROC.
+def temperature_sweep(scenario: Scenario, spare: Spare, temperatures) -> tuple[pd.DataFrame, Tuned]:
+    """SPARE at each temperature, and its tuning (``tuning.tune`` under ``RULE``).
 
     The table holds, per temperature and group, the validation AUROC that decides (and the
     number of validation images behind it) and the test F1 (95% CI) that it leads to; the test
     set plays no part in the choice.
     """
-    if not len(temperatures):
-        raise ValueError("temperature_sweep needs at least one temperature")
+    found = tuning.tune(scenario, spare, grid={"temperature": tuple(temperatures)}, rules=(RULE,))
     rows = []
     val_sizes = scenario.val.meta[scenario.attribute].astype(str).value_counts()
     for t in tqdm(temperatures, desc="temperature", leave=False):
-        report, predictions = _report(scenario, replace(spare, temperature=float(t)))
+        report, predictions = _report(scenario, replace(spare, temperature=t))
         chosen_by = validation_auroc(predictions, scenario.attribute, scenario.positive)
         f1 = per_group(report, scenario.attribute, metrics=("f1",))
         rows.append(
@@ -225,8 +225,7 @@ def temperature_sweep(scenario: Scenario, spare: Spare, temperatures) -> tuple[p
             )
         )
     table = pd.concat(rows, ignore_index=True)
-    kept = tuning.tune(scenario, spare, grid={"temperature": tuple(temperatures)}).chosen[RULE]
-    return table.assign(chosen=table["temperature"] == kept.temperature), kept
+    return table.assign(chosen=table["temperature"] == found.chosen[RULE].temperature), found
 
 
 def effective_share(weights: np.ndarray, in_group: np.ndarray, groups) -> pd.DataFrame:

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from fairkit import methods
+from fairkit import methods, tuning
 
 from ..conftest import ROOT
 
@@ -27,5 +27,7 @@ def test_the_books_example_method_registers_and_runs(capsys):
         cells = train.meta[scenario.attribute].astype(str) + train.labels.astype(str)
         totals = pd.Series(weights, index=cells.index).groupby(cells).sum()
         assert len(totals) == 4 and np.allclose(totals, totals.iloc[0])  # every cell alike
+        rates = {c.training(scenario)[0].lr for c in tuning.candidates(method)}
+        assert len(rates) == tuning.BUDGET  # its tuning trains at each rate of its grid
     finally:
         methods.REGISTRY.pop("cell_reweight", None)

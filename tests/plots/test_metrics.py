@@ -2,6 +2,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from fairkit import plots
+from fairkit.studies import bias
 
 
 def test_the_critical_difference_figure_has_a_panel_per_rule_with_its_p_value_and_methods():
@@ -10,7 +11,10 @@ def test_the_critical_difference_figure_has_a_panel_per_rule_with_its_p_value_an
         [[1.0, 0.3, 0.01], [0.3, 1.0, 0.4], [0.01, 0.4, 1.0]], index=ranks.index,
         columns=ranks.index,
     )  # fmt: skip
-    tests = {"overall": (0.004, ranks, nemenyi), "worst_group": (0.2, ranks, nemenyi)}
+    tests = {
+        "overall": bias.RankTest(0.004, ranks, nemenyi, blocks=15),
+        "worst_group": bias.RankTest(0.2, ranks, nemenyi, blocks=15),
+    }
     fig = plots.critical_difference(
         tests, names={"overall": "overall AUROC", "worst_group": "worst-group AUROC"}, title="t"
     )

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairkit.methods import Threshold
 from fairkit.studies import bias
 
 
@@ -55,7 +56,7 @@ def smoke_skin():
 
 
 def test_threshold_transfer_scores_where_thresholds_were_fitted_and_on_test(smoke_skin):
-    table = bias.threshold_transfer(smoke_skin, strength=0.25)
+    table = bias.threshold_transfer(smoke_skin, strength=0.25, threshold=Threshold())
     assert set(zip(table["method"], table["split"], strict=True)) == {
         (m, s) for m in ("erm", "threshold") for s in ("validation", "test")
     }
@@ -110,6 +111,12 @@ def _baselines(values_by_method, *, blocks):
     )  # fmt: skip
 
 
+def test_a_metric_where_lower_is_better_ranks_the_lowest_first():
+    table = _baselines({"erm": 0.3, "groupdro": 0.1}, blocks=1).assign(metric="equalized_odds")
+    ranked = bias.rank_methods(table, metric="equalized_odds")
+    assert ranked.set_index("method")["rank"].to_dict() == {"erm": 2.0, "groupdro": 1.0}
+
+
 def test_methods_are_ranked_within_each_cohort_and_post_processing_is_left_out():
     table = _baselines({"erm": 0.8, "groupdro": 0.7, "reweight": 0.6, "threshold": 0.8}, blocks=2)
     ranked = bias.rank_methods(table)
@@ -121,11 +128,14 @@ def test_methods_are_ranked_within_each_cohort_and_post_processing_is_left_out()
 
 def test_friedman_tells_a_consistent_order_from_none_and_nemenyi_names_the_pairs():
     ordered = bias.rank_methods(_baselines({"a": 0.9, "b": 0.7, "c": 0.5}, blocks=12))
-    p_value, mean_rank, nemenyi = bias.friedman_nemenyi(ordered)
-    assert p_value < 0.001 and mean_rank.to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}
-    assert nemenyi.loc["a", "c"] < 0.05 and list(nemenyi.index) == ["a", "b", "c"]
+    found = bias.friedman_nemenyi(ordered)
+    assert found.p_value < 0.001 and found.mean_rank.to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert found.nemenyi.loc["a", "c"] < 0.05 and list(found.nemenyi.index) == ["a", "b", "c"]
+    assert found.blocks == 12
     alike = bias.rank_methods(_baselines({"a": 0.7, "b": 0.7, "c": 0.7}, blocks=12))
-    assert bias.friedman_nemenyi(alike)[0] > 0.05
+    assert bias.friedman_nemenyi(alike).p_value > 0.05
+    incomplete = ordered.drop(index=ordered.index[0])  # one block lacks a method
+    assert bias.friedman_nemenyi(incomplete).blocks == 11
     with pytest.raises(ValueError, match="needs >= 2 complete blocks and >= 3 methods"):
         bias.friedman_nemenyi(ordered[ordered["method"] != "c"])
 

@@ -69,16 +69,17 @@ def test_validation_auroc_per_group_and_nan_for_one_class():
 
 def test_temperature_sweep_chooses_on_validation_and_shares_the_cache(scenario):
     base = Spare()
-    table, best = study.temperature_sweep(scenario, base, [0.5, 50.0])
+    table, found = study.temperature_sweep(scenario, base, [0.5, 50.0])
+    best = found.chosen[study.RULE]
     worst = table.groupby("temperature")["val_auroc"].min()
-    assert best.temperature == worst.idxmax()
+    assert best.temperature == worst.idxmax() and found.trainings == 2
     assert table.loc[table["chosen"], "temperature"].eq(best.temperature).all()
     assert set(table["group"]) == {"dark", "light"} and table["value"].between(0, 1).all()
     flat = Spare(temperature=50.0)
     assert scenario.predictions(flat) is scenario.predictions(Spare(temperature=50.0))
     assert scenario.predictions(flat) is not scenario.predictions(Spare(temperature=0.5))
     assert flat.distances(scenario) is base.distances(scenario)  # once for every temperature
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="is empty"):
         study.temperature_sweep(scenario, base, [])
 
 
@@ -110,10 +111,11 @@ def test_controls_give_single_model_baselines_group_thresholds(scenario):
 def test_every_control_is_tuned_with_spares_budget_and_rule(scenario, monkeypatch):
     two = {k: v for k, v in study.controls().items() if k in ("erm", "threshold (EOdds)")}
     monkeypatch.setattr(study, "controls", lambda: two)
-    chosen, table = study.tuned_controls(scenario)
-    assert table.groupby("method").size().to_dict() == {"erm": 3, "threshold (EOdds)": 3}
-    erm = table[table["method"] == "erm"].reset_index(drop=True)
+    tuned = study.tuned_controls(scenario)
+    assert {label: t.trainings for label, t in tuned.items()} == {"erm": 3, "threshold (EOdds)": 3}
+    erm = tuned["erm"].table
     best = erm.loc[erm["worst_group"].idxmax(), "candidate"]
+    chosen = {label: t.chosen[study.RULE] for label, t in tuned.items()}
     assert chosen["erm"].base.lr == float(best.split("=")[1])
     assert chosen["threshold (EOdds)"].base == chosen["erm"].base  # one tuned ERM for both
 
