@@ -23,6 +23,7 @@ from fairkit.models.classifier import backbone
 from fairkit.training import TrainConfig, predict
 
 BIAS_KINDS = ("none", "under", "spurious", "label_noise")
+SELECTION = ("overall", "worst_group")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Experiment:
             them by majority ones (the majority group keeps half of ``n_train``).
         n_val: validation images (default a quarter of the training images, at least 64);
             larger when settings are chosen per group on validation data.
+        selection: how a one-model method keeps its epoch on validation: the best ``overall``
+            AUROC, or the best ``worst_group`` AUROC of the audited attribute (a chapter that
+            compares with group-specific models, each kept at its own group's best epoch).
     """
 
     modality: str
@@ -50,7 +54,12 @@ class Experiment:
     attribute: str | None = None
     fixed_majority: bool = False
     n_val: int | None = None
+    selection: str = "overall"
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.selection not in SELECTION:
+            raise ValueError(f"selection must be one of {SELECTION}; got {self.selection!r}")
 
     @property
     def task(self) -> synth.BinaryTask:
@@ -134,11 +143,15 @@ class Experiment:
     ) -> MethodPredictions:
         """Predictions of ``method`` (a registered name or a method) on one bias setting.
 
-        Each (method, setting) is trained once and remembered.
+        Each (method, setting) is trained once and remembered; a method whose learning rate is
+        None (the loop's) is the same setting as that method at the loop's rate, set.
         """
         method = methods.get(method) if isinstance(method, str) else method
         scenario = self.scenario(kind, strength)
-        return scenario.remember(("predictions", method), lambda: method(scenario))
+        same = method
+        if getattr(method, "lr", 0.0) is None:
+            same = replace(method, lr=scenario.config().lr)
+        return scenario.remember(("predictions", same), lambda: method(scenario))
 
     def evaluate(
         self, predictions: MethodPredictions, *, split: str = "test", also: tuple[str, ...] = ()

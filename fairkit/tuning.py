@@ -66,17 +66,21 @@ def candidates(method: Method, grid: dict[str, tuple] | None = None) -> list[Met
     ]
 
 
+def group_aurocs(val: pd.DataFrame, *, attribute: str, positive: str) -> pd.Series:
+    """Each group's AUROC on validation predictions, by group name; NaN for a one-class group."""
+    y, scores = binary_labels(val, positive), positive_scores(val, positive)
+    rows_of = val.groupby(val[attribute].astype(str)).indices
+    return pd.Series({g: auroc(y[rows], scores[rows]) for g, rows in sorted(rows_of.items())})
+
+
 def validation_scores(val: pd.DataFrame, *, attribute: str, positive: str) -> dict[str, float]:
     """Overall AUROC, worst-group AUROC and the AUROC gap (best - worst group) on validation.
 
     A group whose validation images hold one class has no AUROC; then neither has the worst
     group nor the gap (NaN), so the rules that read them cannot quietly judge another group.
     """
+    by_group = group_aurocs(val, attribute=attribute, positive=positive).to_numpy()
     y, scores = binary_labels(val, positive), positive_scores(val, positive)
-    by_group = [
-        auroc(y[rows], scores[rows])
-        for rows in val.groupby(val[attribute].astype(str)).indices.values()
-    ]
     return {
         "overall": auroc(y, scores),
         "worst_group": float(np.min(by_group)),

@@ -89,6 +89,7 @@ scenarios = {
         backbone=backbone,
         attribute=attribute,
         n_val=run.settings.n_test,
+        selection=study.RULE,  # single models keep their epoch by the rule that tunes them
     ).scenario(kind, strength)
     for name, (attribute, kind, strength) in SETTINGS.items()
     for backbone in backbones
@@ -164,9 +165,10 @@ Markdown(
 # its own group's best validation AUROC (SPARE's networks when they share no stage) and given
 # its own threshold chosen on that group's validation images. So that a difference is the
 # method's and not the thresholds', **every single-model baseline gets per-group validation
-# thresholds too** (a single model has one epoch to keep: the best overall); ERM at one global
-# threshold stays as a reference, and fairlearn's `ThresholdOptimizer` sets its own group
-# thresholds for equalized odds.
+# thresholds too**, and keeps the epoch of its best *worst-group* validation AUROC (a single
+# model has one epoch to keep; its worst group's is what each group model's own choice
+# secures). ERM at one global threshold stays as a reference, and fairlearn's
+# `ThresholdOptimizer` sets its own group thresholds for equalized odds.
 #
 # **Every baseline is tuned as SPARE is**: the same budget of trainings over its own
 # hyperparameter (the learning rate for ERM, resampling and in-group models, the reweighting

@@ -139,3 +139,35 @@ def test_the_baselines_own_hyperparameters_are_checked_and_change_their_training
     scenario = Experiment("skin", settings("smoke"), seed=0, device="cpu").scenario("under", 0.2)
     config, _ = methods.GroupDRO(eta=0.7).training(scenario)
     assert config.dro_eta == 0.7
+    # as the GroupDRO paper's code runs it: the robust loss over group-balanced batches
+    assert (config.objective, config.sampling) == ("groupdro", "group_balanced")
+    assert config.group_column == scenario.attribute
+
+
+def test_group_aurocs_per_group_and_nan_for_one_class():
+    val = pd.DataFrame(
+        {
+            "g": ["a"] * 4 + ["b"] * 3,
+            "y_true": [0, 0, 1, 1, 1, 1, 1],
+            "score_no": [0.9, 0.6, 0.4, 0.1, 0.5, 0.5, 0.5],
+            "score_yes": [0.1, 0.4, 0.6, 0.9, 0.5, 0.5, 0.5],
+        }
+    )
+    auroc = tuning.group_aurocs(val, attribute="g", positive="yes")
+    assert auroc["a"] == 1.0 and np.isnan(auroc["b"])
+
+
+def test_the_experiments_selection_rule_keeps_every_one_model_methods_epoch():
+    with pytest.raises(ValueError, match="selection must be one of .*; got 'per_head'"):
+        Experiment("skin", settings("smoke"), seed=0, device="cpu", selection="per_head")
+    worst = Experiment("skin", settings("smoke"), 0, "cpu", selection="worst_group")
+    scenario = worst.scenario("under", 0.2)
+    for name in ("erm", "resample", "reweight", "groupdro"):
+        config, _ = methods.get(name, lr=1e-3).training(scenario)
+        assert (config.selection, config.group_column, config.lr) == (
+            "worst_group",
+            "skin_group",
+            1e-3,
+        )
+    plain = Experiment("skin", settings("smoke"), 0, "cpu").scenario("under", 0.2)
+    assert methods.ERM().training(plain)[0].selection == "overall"

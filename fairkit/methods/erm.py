@@ -27,8 +27,15 @@ def check_lr(method) -> None:
 
 
 def config_at(scenario: Scenario, lr: float | None, **changes) -> TrainConfig:
-    """The scenario's loop config with ``changes``, at ``lr`` if set (None: the loop's)."""
-    return scenario.config(**({} if lr is None else {"lr": lr}), **changes)
+    """The scenario's loop config with ``changes``, at ``lr`` if set (None: the loop's).
+
+    The kept epoch follows the experiment's ``selection``: under ``worst_group`` the audited
+    attribute's worst validation AUROC chooses it.
+    """
+    selection = scenario.experiment.selection
+    by_group = {"selection": selection, "group_column": scenario.attribute}
+    chosen = by_group if selection == "worst_group" else {}
+    return scenario.config(**({} if lr is None else {"lr": lr}), **(chosen | changes))
 
 
 @dataclass(frozen=True)

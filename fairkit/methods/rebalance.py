@@ -69,7 +69,14 @@ class Reweight(ERM):
 
 @dataclass(frozen=True)
 class GroupDRO(ERM):
-    """Online GroupDRO (Sagawa et al. 2020): the loss of the worst groups weighs most."""
+    """Online GroupDRO (Sagawa et al. 2020): the loss of the worst groups weighs most.
+
+    Batches draw every group equally often, as the paper's code does (its GroupDRO runs pass
+    ``--reweight_groups --robust``): with uniform batches a 10% group has about three images
+    in a batch of 32 that carry half the loss, and the model barely learns (quick skin, 5
+    seeds: the majority's AUROC fell 0.155 below ERM's; resampling's gradients have the same
+    mean and a smaller variance, An et al. 2021).
+    """
 
     name: str = "groupdro"
     eta: float = 0.05  # the step size of the group weights q (Sagawa et al. 2020, Algorithm 1)
@@ -83,8 +90,12 @@ class GroupDRO(ERM):
         return {"eta": (0.01, 0.1, 1.0)}
 
     def training(self, scenario: Scenario) -> tuple[TrainConfig, None]:
-        """The GroupDRO objective over the audited attribute's groups, at step size ``eta``."""
+        """The GroupDRO objective over group-balanced batches of the audited attribute."""
         config = self.config(
-            scenario, objective="groupdro", group_column=scenario.attribute, dro_eta=self.eta
+            scenario,
+            objective="groupdro",
+            sampling="group_balanced",
+            group_column=scenario.attribute,
+            dro_eta=self.eta,
         )
         return config, None

@@ -341,6 +341,44 @@ def baseline_differences(
     )
 
 
+REBALANCING = ("resample", "reweight", "groupdro")
+"""Baselines that show each majority image less often than ERM does (draws or weight)."""
+
+
+def longer_training(
+    experiment: Experiment,
+    tuned: dict[str, Tuned],
+    *,
+    strength: float,
+    rule: str,
+    factor: int = 2,
+    names=REBALANCING,
+) -> pd.DataFrame:
+    """Each rebalancing baseline minus ERM when every model trains ``factor`` times longer.
+
+    The candidates ``rule`` kept are trained again at ``factor`` x the loop's epochs on the same
+    cohorts. A majority cost that shrinks here is the training length's (rebalancing shows the
+    majority's images less often per epoch), not the method's. Rows as ``baseline_differences``,
+    comparison ``baseline, <rule>, <epochs> epochs``.
+    """
+    if not (isinstance(factor, int) and factor > 1):
+        raise ValueError(f"factor must be an integer above 1; got {factor!r}")
+    epochs = experiment.settings.epochs * factor
+    longer = replace(experiment, settings=replace(experiment.settings, epochs=epochs), _cache={})
+    reports = {
+        name: longer.report(tuned[name].chosen[rule], "under", strength) for name in ("erm", *names)
+    }
+    return paired_table(
+        reports,
+        [(name, "erm") for name in names],
+        experiment.task.attribute,
+        metrics=("recall", "auroc"),
+        gap_metrics=("equalized_odds", "equal_opportunity"),
+        comparison=f"baseline, {tuning.RULE_NAMES[rule]}, {epochs} epochs",
+        setting=experiment.modality,
+    )
+
+
 @dataclass(frozen=True)
 class Change:
     """A number at the first and at the last setting of a sweep, each with its 95% CI."""

@@ -167,7 +167,13 @@ def best_arm(scenario: Scenario, predictions: dict[str, MethodPredictions], cand
     }
     if not worst:
         raise ValueError(f"no candidate among {list(candidates)} has its own model and scores")
-    return pd.Series(worst).idxmax()
+    defined = pd.Series(worst).dropna()
+    if defined.empty:
+        raise ValueError(
+            f"no candidate among {sorted(worst)} has a validation worst-group AUROC: a group's "
+            f"validation images hold one class"
+        )
+    return defined.idxmax()
 
 
 def always_trained(pools) -> list[str]:

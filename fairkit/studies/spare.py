@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from fairkit import seeds, tuning
 from fairkit.data import Cohort
 from fairkit.experiment import Scenario
-from fairkit.fairness import Report, auroc, binary_labels, positive_scores
+from fairkit.fairness import Report
 from fairkit.methods import (
     ERM,
     GroupThresholds,
@@ -191,18 +191,6 @@ def sharing_curve(
     return pd.concat(rows, ignore_index=True), differences
 
 
-def validation_auroc(predictions: MethodPredictions, attribute: str, positive: str) -> pd.Series:
-    """Per-group AUROC of the validation predictions: threshold-free, for choosing settings.
-
-    A group whose validation images hold one class only gets NaN.
-    """
-    val = predictions.val
-    y = binary_labels(val, positive)
-    scores = positive_scores(val, positive)
-    rows_of = val.groupby(val[attribute].astype(str)).indices
-    return pd.Series({g: auroc(y[rows], scores[rows]) for g, rows in sorted(rows_of.items())})
-
-
 def temperature_sweep(scenario: Scenario, spare: Spare, temperatures) -> tuple[pd.DataFrame, Tuned]:
     """SPARE at each temperature, and its tuning (``tuning.tune`` under ``RULE``).
 
@@ -215,7 +203,9 @@ def temperature_sweep(scenario: Scenario, spare: Spare, temperatures) -> tuple[p
     val_sizes = scenario.val.meta[scenario.attribute].astype(str).value_counts()
     for t in tqdm(temperatures, desc="temperature", leave=False):
         report, predictions = _report(scenario, replace(spare, temperature=t))
-        chosen_by = validation_auroc(predictions, scenario.attribute, scenario.positive)
+        chosen_by = tuning.group_aurocs(
+            predictions.val, attribute=scenario.attribute, positive=scenario.positive
+        )
         f1 = per_group(report, scenario.attribute, metrics=("f1",))
         rows.append(
             f1.assign(

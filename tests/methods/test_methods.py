@@ -67,6 +67,13 @@ def test_every_method_predicts_every_test_image(cxr, name, tmp_path):
     assert cxr.run(method, "under", 0.3) is out  # trained once
 
 
+def test_a_method_at_the_loops_rate_is_trained_once_whether_the_rate_is_set_or_not(cxr):
+    loop = cxr.config().lr
+    left = cxr.run(methods.ERM(), "under", 0.3)
+    assert cxr.run(methods.ERM(lr=loop), "under", 0.3) is left
+    assert cxr.run(methods.ERM(lr=loop * 3), "under", 0.3) is not left
+
+
 def test_threshold_post_processes_the_erm_model_without_retraining(cxr):
     erm, threshold = cxr.run("erm", "under", 0.3), cxr.run("threshold", "under", 0.3)
     assert threshold.model is erm.model and threshold.method == "threshold"

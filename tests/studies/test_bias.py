@@ -99,6 +99,40 @@ def test_evaluate_refuses_an_unknown_split(smoke_skin):
         smoke_skin.evaluate(smoke_skin.run("in_group"), split="validation")
 
 
+def test_longer_training_retrains_the_kept_candidates_apart_from_the_experiment(
+    smoke_skin, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from fairkit import methods
+    from fairkit.methods import erm
+
+    trained = []
+
+    def recording_fit(*args, config, **kwargs):
+        trained.append((config.epochs, config.objective))
+        return fit(*args, config=config, **kwargs)
+
+    fit = erm.fit
+    monkeypatch.setattr(erm, "fit", recording_fit)
+
+    kept = {
+        name: SimpleNamespace(chosen={"overall": methods.get(name)}) for name in ("erm", "groupdro")
+    }
+    with pytest.raises(ValueError, match="factor must be an integer above 1; got 1"):
+        bias.longer_training(smoke_skin, kept, strength=0.25, rule="overall", factor=1)
+    table = bias.longer_training(
+        smoke_skin, kept, strength=0.25, rule="overall", names=("groupdro",)
+    )
+    assert set(table["comparison"]) == {"baseline, overall AUROC, 2 epochs"}
+    assert set(table["a"]) == {"groupdro"} and set(table["b"]) == {"erm"}
+    assert trained == [(2, "erm"), (2, "groupdro")]  # twice the smoke setting's one epoch
+    kept_before = set(smoke_skin._cache)
+    bias.longer_training(smoke_skin, kept, strength=0.25, rule="overall", names=("groupdro",))
+    assert len(trained) == 4 and set(smoke_skin._cache) == kept_before
+    assert smoke_skin.settings.epochs == 1  # a copy of the experiment, with a cache of its own
+
+
 def _baselines(values_by_method, *, blocks):
     rng = np.random.default_rng(0)
     return pd.DataFrame(

@@ -2,6 +2,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from fairkit.config import settings
 from fairkit.experiment import Experiment
@@ -101,3 +102,14 @@ def test_the_summary_claims_name_the_arms_this_study_trains():
         for rows in read:
             if rows.comparison == "pipeline":
                 assert {rows.a, rows.b} <= labels
+
+
+def test_the_cards_arm_is_refused_by_name_when_no_candidate_has_a_worst_group_auroc():
+    val = pd.DataFrame(
+        {"g": ["a", "a", "b", "b"], "y_true": [0, 1, 1, 1], "score_no": [0.8, 0.2, 0.5, 0.4],
+         "score_yes": [0.2, 0.8, 0.5, 0.6]}
+    )  # fmt: skip
+    scenario = type("Stub", (), {"attribute": "g", "positive": "yes"})()
+    one_class = {name: MethodPredictions(name, val, val) for name in ("x", "y")}
+    with pytest.raises(ValueError, match=r"no candidate among \['x', 'y'\] has a validation"):
+        study.best_arm(scenario, one_class, ["x", "y"])

@@ -1,4 +1,3 @@
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -6,7 +5,7 @@ from fairkit import verdicts
 from fairkit.config import settings
 from fairkit.data import synth
 from fairkit.experiment import Experiment
-from fairkit.methods import MethodPredictions, Spare
+from fairkit.methods import Spare
 from fairkit.studies import spare as study
 
 
@@ -52,19 +51,6 @@ def test_mixing_sweep_runs_each_reachable_ratio_once(scenario):
     assert dark == [0.0, 1.0, sizes["light"] / sizes["dark"]]
     mixing = study.Mixing("dark", 1.0)
     assert scenario.predictions(mixing) is scenario.predictions(study.Mixing("dark", 1.0))
-
-
-def test_validation_auroc_per_group_and_nan_for_one_class():
-    val = pd.DataFrame(
-        {
-            "g": ["a"] * 4 + ["b"] * 3,
-            "y_true": [0, 0, 1, 1, 1, 1, 1],
-            "score_no": [0.9, 0.6, 0.4, 0.1, 0.5, 0.5, 0.5],
-            "score_yes": [0.1, 0.4, 0.6, 0.9, 0.5, 0.5, 0.5],
-        }
-    )
-    auroc = study.validation_auroc(MethodPredictions("m", val, val), "g", "yes")
-    assert auroc["a"] == 1.0 and np.isnan(auroc["b"])
 
 
 def test_temperature_sweep_chooses_on_validation_and_shares_the_cache(scenario):
