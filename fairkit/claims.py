@@ -218,11 +218,31 @@ AGREEMENT = 0.8  # instrument gates: judges see the intended value in ≥ 80%
 MINORITY = {"skin": "dark", "cxr": "F", "mri": "old"}  # each modality's under-served group
 
 
+WEIGHT_CONTRAST = 0.9  # SPARE's manipulation check: other-group images weigh < 0.9 of own
+
+
+def _spare_premise(setting: str) -> Gate:
+    """Positive control: the under-representation lowers ERM's dark-skin F1 by more than SESOI.
+
+    A harm smaller than the smallest effect of interest leaves no gain of that size to show.
+    """
+    return Gate("positive control: under-representation lowers ERM's dark-skin F1 here",
+                Rows("positive control", setting, "erm", "erm, balanced", "f1", "dark"),
+                above=False, bound=-METRIC_SESOI)  # fmt: skip
+
+
+SPARE_WEIGHS = Gate(
+    "manipulation check: SPARE's dark-skin model weighs light-skin images below dark-skin ones",
+    Rows("manipulation", "skin type", "out-group", "in-group", "mean_weight", "dark"),
+    above=False, bound=WEIGHT_CONTRAST, estimator="ratio",
+)  # fmt: skip
+
+
 def _spare(claim: str, family: str, rows: Rows, predicts: str, *, secondary=(), levelling=None,
-           sweep="defaults"):  # fmt: skip
+           sweep="defaults", gates=()):  # fmt: skip
     return Claim(SPARE, "03_spare", claim, family,
                  Endpoint(rows, predicts, METRIC_SESOI, levelling=levelling), secondary,
-                 sweep=sweep)  # fmt: skip
+                 gates=gates, sweep=sweep)  # fmt: skip
 
 
 def _fairgen_gates(modality: str) -> tuple[Gate, ...]:
@@ -339,6 +359,7 @@ def _fine_tune(modality: str) -> Claim:
 
 
 _MITIGATION = ("resample", "reweight", "groupdro", "in_group", "threshold (EOdds)")
+_WEIGHING = (_spare_premise("skin type"), SPARE_WEIGHS)  # weight ablations: SPARE must weigh
 CLAIMS = (
     _spare("Higher F1 than the standard baseline (ERM) for both age groups (ISIC 2019); "
            "primary: the old group", "SPARE vs ERM",
@@ -353,31 +374,36 @@ CLAIMS = (
              Rows("method", "skin type", "spare", b, "f1", "dark"), "better",
              secondary=tuple(Rows("method", "skin type", "spare", b, m, g)
                              for m in ("precision", "recall", "f1") for g in ("dark", "light")
-                             if (m, g) != ("f1", "dark")))
+                             if (m, g) != ("f1", "dark")),
+             gates=(_spare_premise("skin type"),))
       for b in _MITIGATION),
     *(_spare(f"Both signals together beat {alone} alone (dark-skin F1)", "SPARE ablations",
              Rows("ablation", "skin type", alone, "spare", "f1", "dark"), "worse",
-             secondary=(Rows("ablation", "skin type", alone, "spare", "f1", "light"),))
+             secondary=(Rows("ablation", "skin type", alone, "spare", "f1", "light"),),
+             gates=_WEIGHING)
       for alone in ("similarity", "utility")),
     _spare("Similarity alone beats utility alone (dark-skin F1)", "SPARE ablations",
            Rows("ablation", "skin type", "similarity", "utility", "f1", "dark"), "better",
-           secondary=(Rows("ablation", "skin type", "similarity", "utility", "f1", "light"),)),
+           secondary=(Rows("ablation", "skin type", "similarity", "utility", "f1", "light"),),
+           gates=_WEIGHING),
     *(_spare(f"Continuous DeepFool-based weights beat {name} (dark-skin F1)", "SPARE ablations",
              Rows("ablation", "skin type", variant, "spare", "f1", "dark"), "worse",
-             secondary=(Rows("ablation", "skin type", variant, "spare", "f1", "light"),))
+             secondary=(Rows("ablation", "skin type", variant, "spare", "f1", "light"),),
+             gates=_WEIGHING)
       for variant, name in (("confidence", "confidence-based distances"),
                             ("binary", "binary selection"), ("group_level", "group-level weights"))),
     *(_spare(f"The gains hold with {name}: higher dark-skin F1 than ERM (Fitzpatrick17k)",
              "SPARE backbones", Rows("method", f"skin type, {backbone}", "spare", "erm", "f1",
                                      "dark"), "better",
              secondary=(Rows("method", f"skin type, {backbone}", "spare", "erm", "f1", "light"),),
-             sweep="backbones")
+             sweep="backbones", gates=(_spare_premise(f"skin type, {backbone}"),))
       for backbone, name in (("resnet18", "ResNet-18"), ("vgg11", "VGG-11"))),
     _spare("Independent group models do best; sharing stages costs performance (primary: all "
            "four stages shared, dark-skin F1)", "SPARE ablations",
            Rows("sharing", "skin type", "4", "0", "f1", "dark"), "worse",
            secondary=tuple(Rows("sharing", "skin type", k, "0", "f1", g)
-                           for k in "1234" for g in ("dark", "light") if (k, g) != ("4", "dark"))),
+                           for k in "1234" for g in ("dark", "light") if (k, g) != ("4", "dark")),
+           gates=(_spare_premise("skin type"),)),
     *(_synthfair(i, d) for i, d in (("do(skin type)", ("dark → light", "light → dark")),
                                     ("do(sex)", ("F → M", "M → F")),
                                     ("do(age)", ("old → young", "young → old")),

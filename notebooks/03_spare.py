@@ -158,6 +158,42 @@ Markdown(
 )
 
 # %% [markdown]
+# ## Can this setting show SPARE's effect?
+# Before SPARE is judged, two checks (the summary's gates for SPARE's claims on skin type):
+# - **Positive control**: the under-representation must harm dark skin here, or no method can
+#   show a gain for it. ERM (tuned, per-group thresholds) trained with dark skin at
+#   `dark_fraction` minus the same ERM trained with both groups at half, on the same test
+#   patients.
+# - **Manipulation check**: SPARE must weigh: each group model's mean weight on the other
+#   group's images against its own. A ratio near 1 leaves each group model ERM on all images,
+#   and no ablation of the weights can differ.
+
+# %%
+skin_type = [key for key in scenarios if key[0] == "skin type"]
+checks = pd.concat(
+    [study.premise_control(scenarios[key]).assign(setting=", ".join(key)) for key in skin_type]
+    + [
+        study.weight_check(
+            spare_tuned[key].chosen[study.RULE].weights(scenarios[key]),
+            in_group_matrix(scenarios[key].train, scenarios[key].attribute, groups),
+            groups,
+        ).assign(setting=", ".join(key))
+        for key in skin_type
+    ],
+    ignore_index=True,
+)
+control = checks[checks["comparison"] == "positive control"]
+weighed = checks[checks["comparison"] == "manipulation"]
+display(
+    control.assign(value=verdicts.with_intervals(control))
+    .pivot(index=["setting", "group"], columns="metric", values="value")
+    .rename_axis(columns="ERM − ERM trained balanced (95% CI)")
+)
+weighed.assign(ratio=weighed["a_value"] / weighed["b_value"]).set_index(["setting", "group"])[
+    ["a_value", "b_value", "ratio"]
+].rename(columns={"a_value": "mean weight, other group", "b_value": "mean weight, own group"})
+
+# %% [markdown]
 # ## SPARE against the baselines
 # Every method trains the same backbone for the same number of epochs and is scored on the
 # balanced test set with per-group precision, recall and F1 (95% bootstrap intervals over test
@@ -339,6 +375,7 @@ comparisons = run.save_table(
     pd.concat(
         [
             method_differences,
+            checks,
             ablation_differences.assign(setting="skin type") if run_ablation else None,
             sharing_differences.assign(setting="skin type"),
         ],

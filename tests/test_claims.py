@@ -152,6 +152,11 @@ def test_the_registered_claims_are_complete_tests():
         assert c.primary.sesoi > 0 and c.family
         if c.paper == claims.FAIRGEN:  # the positive control comes first
             assert c.gates[0].rows.a == "oracle" and "positive control" in c.gates[0].name
+        if c.paper == claims.SPARE and c.primary.rows.setting.startswith("skin type"):
+            assert c.gates[0].rows.comparison == "positive control"  # the harm is there to undo
+            assert c.gates[0].rows.setting == c.primary.rows.setting
+        if c.primary.rows.comparison == "ablation":  # the weights' variants need SPARE to weigh
+            assert claims.SPARE_WEIGHS in c.gates
 
 
 def _kept(chapter: str, sweep: str) -> pd.DataFrame:

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fairkit import runs
+from fairkit import claims, runs
 from fairkit.model_card import card_metrics, read_card
 from fairkit.runs.sweep import every_section
+from fairkit.studies import evidence
 
 from .conftest import ROOT
 
@@ -30,8 +31,21 @@ def test_smoke_chapter_runs(chapter, tmp_path):
         for output in cell.get("outputs", [])
     )
     assert shown >= len(list(run_dir.glob("*.png")))
+    _every_claim_finds_its_rows(chapter, run_dir)
     if chapter == "06_pipeline":
         _cards_hold_the_numbers_of_metrics_csv(run_dir)
+
+
+def _every_claim_finds_its_rows(chapter, run_dir):
+    """Each claim on this chapter's default sweep finds the rows of its endpoint and gates."""
+    mine = [c for c in claims.CLAIMS if c.source == (chapter, "defaults")]
+    if not mine:
+        return
+    tables = {t: pd.read_csv(run_dir / f"{t}.csv").assign(seed=0) for t in evidence.tables(chapter)}
+    rows = evidence.rows(chapter, tables)
+    for claim in mine:
+        for selection in (claim.primary.rows, *(gate.rows for gate in claim.gates)):
+            assert len(selection.select(rows)), f"{claim.claim}: no rows {selection}"
 
 
 def _cards_hold_the_numbers_of_metrics_csv(run_dir):

@@ -10,6 +10,9 @@ here, so a kept sweep and a chapter's own run give the claims the same evidence:
 - chapter 5 (``preference_accuracy``, ``manipulation``): held-out preference accuracy of each
   aligned model against the unaligned one ("alignment"), and the manipulation checks of each
   model's synthetic images, the worst cell of each group ("manipulation").
+
+Chapter 3 writes its gates' rows into its comparisons itself: the premise's positive control
+("positive control") and the weights' manipulation check ("manipulation").
 """
 
 from __future__ import annotations

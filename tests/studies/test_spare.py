@@ -115,3 +115,26 @@ def test_sharing_more_stages_than_a_backbone_has_is_refused_before_training():
     ):
         study.check_sharing(scenarios, share_stages=5)
     assert "cohorts" not in str(experiment._cache)  # nothing was generated
+
+
+def test_the_premise_control_is_erm_minus_erm_trained_balanced_on_the_same_patients(scenario):
+    with pytest.raises(ValueError, match="needs an under-representation; got 'none'"):
+        study.premise_control(scenario.experiment.scenario("none"))
+    rows = study.premise_control(scenario).set_index(["group", "metric"])
+    assert set(rows["comparison"]) == {"positive control"}
+    assert set(rows.index) == {(g, m) for g in ("dark", "light") for m in study.PER_GROUP_METRICS}
+    f1 = rows.loc[("dark", "f1")]
+    assert f1["value"] == pytest.approx(f1["a_value"] - f1["b_value"])
+    assert f1["lo"] <= f1["value"] <= f1["hi"]
+
+
+def test_the_weight_check_reads_each_models_mean_weight_on_other_groups_against_its_own():
+    import numpy as np
+
+    weights = np.array([[1.0, 0.2], [0.8, 0.4], [0.3, 0.9], [0.1, 1.0]])
+    in_group = np.array([[True, False], [True, False], [False, True], [False, True]])
+    rows = study.weight_check(weights, in_group, ("dark", "light")).set_index("group")
+    assert rows.loc["dark", "a_value"] == pytest.approx(0.2)  # light images in dark's model
+    assert rows.loc["dark", "b_value"] == pytest.approx(0.9)
+    assert rows.loc["light", "value"] == pytest.approx(0.3 - 0.95)
+    assert set(rows["comparison"]) == {"manipulation"} and set(rows["metric"]) == {"mean_weight"}
