@@ -66,11 +66,17 @@ def candidates(method: Method, grid: dict[str, tuple] | None = None) -> list[Met
     ]
 
 
-def group_aurocs(val: pd.DataFrame, *, attribute: str, positive: str) -> pd.Series:
-    """Each group's AUROC on validation predictions, by group name; NaN for a one-class group."""
+def _aurocs(val: pd.DataFrame, attribute: str, positive: str) -> tuple[float, pd.Series]:
+    """Overall AUROC and each group's, by group name (NaN for a one-class group)."""
     y, scores = binary_labels(val, positive), positive_scores(val, positive)
     rows_of = val.groupby(val[attribute].astype(str)).indices
-    return pd.Series({g: auroc(y[rows], scores[rows]) for g, rows in sorted(rows_of.items())})
+    by_group = {g: auroc(y[rows], scores[rows]) for g, rows in sorted(rows_of.items())}
+    return auroc(y, scores), pd.Series(by_group)
+
+
+def group_aurocs(val: pd.DataFrame, *, attribute: str, positive: str) -> pd.Series:
+    """Each group's AUROC on validation predictions, by group name; NaN for a one-class group."""
+    return _aurocs(val, attribute, positive)[1]
 
 
 def validation_scores(val: pd.DataFrame, *, attribute: str, positive: str) -> dict[str, float]:
@@ -79,10 +85,10 @@ def validation_scores(val: pd.DataFrame, *, attribute: str, positive: str) -> di
     A group whose validation images hold one class has no AUROC; then neither has the worst
     group nor the gap (NaN), so the rules that read them cannot quietly judge another group.
     """
-    by_group = group_aurocs(val, attribute=attribute, positive=positive).to_numpy()
-    y, scores = binary_labels(val, positive), positive_scores(val, positive)
+    overall, groups = _aurocs(val, attribute, positive)
+    by_group = groups.to_numpy()
     return {
-        "overall": auroc(y, scores),
+        "overall": overall,
         "worst_group": float(np.min(by_group)),
         "gap": float(np.max(by_group) - np.min(by_group)),
     }

@@ -366,8 +366,8 @@ display(run.save_figure(plots.nearest_pairs(synthetic[m0][variant].images[worst.
 
 # %% [markdown]
 # ## Downstream: does synthesis buy fairness?
-# The same classifier, training and validation threshold for every arm; only the training set
-# differs: real only; real + the synthetic images of each generator; real + the oracle's real
+# The same classifier, tuning budget and validation threshold for every arm; only the
+# training set (or, for the baselines, the objective) differs: real only; real + the synthetic images of each generator; real + the oracle's real
 # images; and the rebalancing baselines of the method registry (group-balanced resampling,
 # GroupDRO) on the real images. Every arm is tuned alike: the same budget of trainings over
 # its own hyperparameter (the learning rate; GroupDRO's step size), the candidate with the best

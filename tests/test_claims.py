@@ -155,8 +155,9 @@ def test_the_registered_claims_are_complete_tests():
         if c.paper == claims.SPARE and c.primary.rows.setting.startswith("skin type"):
             assert c.gates[0].rows.comparison == "positive control"  # the harm is there to undo
             assert c.gates[0].rows.setting == c.primary.rows.setting
-        if c.primary.rows.comparison == "ablation":  # the weights' variants need SPARE to weigh
-            assert claims.SPARE_WEIGHS in c.gates
+        if c.primary.rows.comparison == "ablation":  # each compared weighting must weigh
+            checked = {g.rows.a for g in c.gates if g.rows.comparison == "manipulation"}
+            assert checked == {c.primary.rows.a, c.primary.rows.b}, c.claim
 
 
 def _kept(chapter: str, sweep: str) -> pd.DataFrame:
@@ -239,3 +240,18 @@ def test_synthfair_claims_name_the_directions_chapter_4_grades():
                      and name in c.claim)  # fmt: skip
         named = {gate.rows.group for gate in claim.gates}
         assert named <= written and len(named) == 2, (name, named, written)
+
+
+def test_spares_manipulation_check_passes_weights_that_depart_from_flat_and_fails_flat_ones():
+    gate = next(g for c in claims.CLAIMS for g in c.gates if g.rows.a == "spare"
+                and g.rows.comparison == "manipulation")  # fmt: skip
+
+    def seeds(share):
+        return pd.DataFrame(
+            {"comparison": "manipulation", "setting": "skin type, small_cnn", "a": "spare",
+             "b": "flat", "metric": "effective_size", "group": "dark", "seed": range(5),
+             "a_value": [1600 * (share + 0.01 * k) for k in range(5)], "b_value": 1600.0}
+        )  # fmt: skip
+
+    assert gate.check(seeds(0.6))[0] and not gate.check(seeds(0.97))[0]
+    assert not gate.check(seeds(0.6).assign(a_value=np.nan))[0]  # unmeasured fails

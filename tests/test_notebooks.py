@@ -46,6 +46,10 @@ def _every_claim_finds_its_rows(chapter, run_dir):
     for claim in mine:
         for selection in (claim.primary.rows, *(gate.rows for gate in claim.gates)):
             assert len(selection.select(rows)), f"{claim.claim}: no rows {selection}"
+        for gate in claim.gates:  # a ratio reads the two arms' own values
+            if gate.estimator != "difference":
+                both = gate.rows.select(rows)[["a_value", "b_value"]].to_numpy(float)
+                assert np.isfinite(both).all(), f"{claim.claim}: {gate.name} is not measured"
 
 
 def _cards_hold_the_numbers_of_metrics_csv(run_dir):

@@ -73,9 +73,9 @@ class GroupDRO(ERM):
 
     Batches draw every group equally often, as the paper's code does (its GroupDRO runs pass
     ``--reweight_groups --robust``): with uniform batches a 10% group has about three images
-    in a batch of 32 that carry half the loss, and the model barely learns (quick skin, 5
-    seeds: the majority's AUROC fell 0.155 below ERM's; resampling's gradients have the same
-    mean and a smaller variance, An et al. 2021).
+    in quick mode's batches of 32 that carry half the loss, and the model barely learns
+    (quick skin, 5 seeds: the majority's AUROC fell 0.155 below ERM's; resampling's
+    gradients have the same mean and a smaller variance, An et al. 2021).
     """
 
     name: str = "groupdro"

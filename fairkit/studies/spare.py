@@ -26,7 +26,7 @@ from fairkit.methods import (
     Spare,
     Threshold,
 )
-from fairkit.methods.spare import VARIANTS
+from fairkit.methods.spare import VARIANTS, in_group_matrix
 from fairkit.models import n_stages
 from fairkit.training import fit, predict
 from fairkit.tuning import Tuned
@@ -77,24 +77,25 @@ def tuned_controls(scenario: Scenario) -> dict[str, Tuned]:
     }
 
 
-BALANCED = 0.5  # the minority's share of training in the positive control's reference cohort
-
-
 def premise_control(scenario: Scenario) -> pd.DataFrame:
     """Positive control: does the under-representation harm the minority in this testbed?
 
-    ERM (the control ``"erm"``, tuned by ``RULE``) trained on ``scenario`` minus the same
-    candidate trained on the same experiment with the groups balanced, on the same test
-    patients: per-group precision, recall and F1 (comparison ``positive control``). SPARE's
-    claims for the under-represented group can only be seen where this harm is.
+    ERM (the control ``"erm"``) trained on ``scenario`` minus ERM trained on the same
+    experiment with every group an equal share, each tuned on its own validation data by
+    ``RULE``, on the same test patients: per-group precision, recall and F1 (comparison
+    ``positive control``). SPARE's claims for the under-represented group can only be seen
+    where this harm is.
     """
     if scenario.kind != "under":
         raise ValueError(
             f"the premise control needs an under-representation; got {scenario.kind!r}"
         )
-    erm = tuning.tune(scenario, controls()["erm"], rules=(RULE,)).chosen[RULE]
-    balanced = scenario.experiment.scenario("under", BALANCED)
-    reports = {"erm": _report(scenario, erm)[0], "erm, balanced": _report(balanced, erm)[0]}
+    equal_share = 1 / scenario.train.meta[scenario.attribute].nunique()
+    balanced = scenario.experiment.scenario("under", equal_share)
+    reports = {
+        label: _report(s, tuning.tune(s, controls()["erm"], rules=(RULE,)).chosen[RULE])[0]
+        for label, s in (("erm", scenario), ("erm, balanced", balanced))
+    }
     return paired_table(
         reports,
         [("erm", "erm, balanced")],
@@ -104,26 +105,35 @@ def premise_control(scenario: Scenario) -> pd.DataFrame:
     )
 
 
-def weight_check(weights: np.ndarray, in_group: np.ndarray, groups) -> pd.DataFrame:
-    """Manipulation check: each group model's mean weight on other groups' images vs its own.
+def weight_check(scenario: Scenario, spare: Spare, *, label: str = "spare") -> pd.DataFrame:
+    """Manipulation check: does each group model's weighting depart from flat weights?
 
-    Rows in comparisons' form (comparison ``manipulation``, a ``out-group``, b ``in-group``,
-    metric ``mean_weight``, group the target; ``value`` their difference, no interval: seeds
-    pool it). Near-flat weights (a ratio near 1) leave each group model ERM on all images.
+    Kish's effective sample size of the weights, (sum w)^2 / sum w^2, against the number of
+    training images (flat weights: equal), per target group, in comparisons' form: comparison
+    ``manipulation``, a ``label``, b ``flat``, metric ``effective_size``; ``value`` their
+    difference in images, no interval (seeds pool it). Near-flat weights leave each group
+    model ERM on all images. The group's mean weights on its own and on other groups' images
+    (``effective_share``) ride along as ``mean_in`` and ``mean_out``.
     """
+    groups = spare.group_model(scenario)[1]
+    weights = spare.weights(scenario)
+    in_group = in_group_matrix(scenario.train, scenario.attribute, groups)
     share = effective_share(weights, in_group, groups)
+    effective = weights.sum(0) ** 2 / (weights**2).sum(0)
     return pd.DataFrame(
         {
             "comparison": "manipulation",
-            "a": "out-group",
-            "b": "in-group",
+            "a": label,
+            "b": "flat",
             "group": share["target"],
-            "metric": "mean_weight",
-            "a_value": share["mean_out"],
-            "b_value": share["mean_in"],
-            "value": share["mean_out"] - share["mean_in"],
+            "metric": "effective_size",
+            "a_value": effective,
+            "b_value": float(len(weights)),
+            "value": effective - len(weights),
             "lo": np.nan,
             "hi": np.nan,
+            "mean_in": share["mean_in"],
+            "mean_out": share["mean_out"],
         }
     )
 
@@ -204,7 +214,8 @@ def ablation(
     """Every weighting variant at its own validation-chosen temperature, against full SPARE.
 
     Returns the variants' reports and tables, their temperature sweeps (``temperature_sweep``
-    each) and the paired F1 differences variant - full SPARE.
+    each) and the paired F1 differences variant - full SPARE, with each variant's weight
+    check but full SPARE's (``weight_check``: flat weights cannot differ by their weighting).
     """
     tuned, sweeps = {}, []
     for variant in tqdm(variants, desc="ablation", leave=False):
@@ -216,6 +227,12 @@ def ablation(
     if {"similarity", "utility"} <= set(variants):  # the paper: similarity alone beats utility
         pairs.append(("similarity", "utility"))
     differences = paired_table(compared.reports, pairs, scenario.attribute, comparison="ablation")
+    checks = [  # full SPARE's own is the chapter's check of its main setting
+        weight_check(scenario, method, label=name)
+        for name, method in tuned.items()
+        if name != "spare"
+    ]
+    differences = pd.concat([differences, *checks], ignore_index=True)
     return compared, pd.concat(sweeps, ignore_index=True), differences
 
 

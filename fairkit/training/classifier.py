@@ -185,7 +185,16 @@ def _selected_parts(model: nn.Module, config: TrainConfig) -> list[str]:
 
 
 def _check_heads_can_be_selected(model: nn.Module, val: Cohort | None, config: TrainConfig):
-    """Refuse per-head selection, before training, where a head's AUROC would be undefined."""
+    """Refuse per-head or worst-group selection, before training, where an AUROC is undefined."""
+    if val is not None and config.selection == "worst_group":
+        groups = val.meta[config.group_column].astype(str).to_numpy()
+        for group in np.unique(groups):
+            if len(np.unique(val.labels[groups == group])) < 2:
+                raise ValueError(
+                    f"worst-group selection: the validation images of "
+                    f"{config.group_column}={group!r} hold fewer than two classes, so no AUROC "
+                    "can choose the epoch"
+                )
     parts = _selected_parts(model, config)
     if val is None or len(parts) == 1:
         return

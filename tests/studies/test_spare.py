@@ -128,13 +128,29 @@ def test_the_premise_control_is_erm_minus_erm_trained_balanced_on_the_same_patie
     assert f1["lo"] <= f1["value"] <= f1["hi"]
 
 
-def test_the_weight_check_reads_each_models_mean_weight_on_other_groups_against_its_own():
+def test_the_weight_check_is_kishs_effective_sample_against_flat_weights():
+    from types import SimpleNamespace
+
     import numpy as np
 
     weights = np.array([[1.0, 0.2], [0.8, 0.4], [0.3, 0.9], [0.1, 1.0]])
-    in_group = np.array([[True, False], [True, False], [False, True], [False, True]])
-    rows = study.weight_check(weights, in_group, ("dark", "light")).set_index("group")
-    assert rows.loc["dark", "a_value"] == pytest.approx(0.2)  # light images in dark's model
-    assert rows.loc["dark", "b_value"] == pytest.approx(0.9)
-    assert rows.loc["light", "value"] == pytest.approx(0.3 - 0.95)
-    assert set(rows["comparison"]) == {"manipulation"} and set(rows["metric"]) == {"mean_weight"}
+
+    class Weighed:
+        def group_model(self, scenario):
+            return None, ("dark", "light")
+
+        def weights(self, scenario):
+            return weights
+
+    meta = pd.DataFrame({"skin_group": ["dark", "dark", "light", "light"]})
+    scenario = SimpleNamespace(train=SimpleNamespace(meta=meta), attribute="skin_group")
+    rows = study.weight_check(scenario, Weighed(), label="binary").set_index("group")
+    assert rows.loc["dark", "a_value"] == pytest.approx(2.2**2 / 1.74)  # (sum w)^2 / sum w^2
+    assert rows.loc["dark", "b_value"] == 4 and rows.loc["dark", "value"] < 0
+    assert rows.loc["dark", "mean_out"] == pytest.approx(0.2)  # light images in dark's model
+    assert rows.loc["light", "mean_in"] == pytest.approx(0.95)
+    assert set(rows["a"]) == {"binary"} and set(rows["metric"]) == {"effective_size"}
+    flat = study.weight_check(
+        scenario, type("Flat", (Weighed,), {"weights": lambda s, sc: np.ones((4, 2))})()
+    )
+    assert (flat["value"] == 0).all()

@@ -137,6 +137,16 @@ def test_groupdro_and_worst_group_selection_run(cohorts):
     assert np.allclose(table[["score_healthy", "score_dementia"]].sum(axis=1), 1, atol=1e-5)
 
 
+def test_worst_group_selection_is_refused_before_training_where_a_group_has_one_class(cohorts):
+    val = cohorts["val"]
+    old = (val.meta["age_group"] == "old").to_numpy()
+    one_class = val.subset(~old | (val.labels == val.labels[old][0]))
+    config = TrainConfig(epochs=1, group_column="age_group", selection="worst_group",
+                         progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="age_group='old' hold fewer than two classes"):
+        fit(model(), cohorts["train"], config=config, val=one_class)
+
+
 def test_per_head_selection_keeps_each_head_at_its_own_best_epoch(cohorts, monkeypatch):
     script = iter([[0.6, 0.5], [0.9, 0.4], [0.7, 0.8]])  # old best at epoch 1, young at 2
     seen = []
