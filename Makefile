@@ -8,7 +8,7 @@ MODE ?= quick
 # suite's time is chapters' kernels starting and small steps, which overlap well.
 TEST_WORKERS ?= 2
 
-.PHONY: setup book test bench study clean
+.PHONY: setup book publish test bench study clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,14 @@ test: setup
 
 book: setup
 	$(PY) -m fairkit book --mode $(MODE)
+
+# The built book (make book first) to the gh-pages branch of origin, as the book workflow
+# (.github/workflows/book.yml) does on every push to main; the executed notebooks go with it,
+# under _sources/, where the chapters' Colab badges open them.
+publish: setup
+	@test -f _build/html/index.html || { echo "no built book: run make book first"; exit 1; }
+	$(VENV)/bin/ghp-import --no-jekyll --push --force \
+		--message "book of $$(git rev-parse --short HEAD)" _build/html
 
 # The sweeps behind the book's verdicts, kept in results/ (tables, parameters, provenance).
 # One worker with every core: a run then computes exactly as `make book` does (same thread
