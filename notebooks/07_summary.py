@@ -48,36 +48,14 @@ device = "auto"
 import pandas as pd
 from IPython.display import Markdown, display
 
-from fairkit import claims, monitoring, plots, runs
-from fairkit.studies import evidence
+from fairkit import monitoring, plots, runs
+from fairkit.runs import summary as kept_sweeps
 
 run = runs.start()
 run.banner()
-tables, lines, refused, scales = {}, [], {}, {}
-for chapter, sweep in sorted({claim.source for claim in claims.CLAIMS}):
-    params = claims.SWEEPS[sweep]
-    setting = f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
-    try:
-        tables[chapter, sweep] = {
-            name: runs.chapter_results(chapter, name, mode=mode, **params)
-            for name in evidence.tables(chapter)
-        }
-    except (FileNotFoundError, runs.ProvenanceError) as err:
-        refused[chapter, sweep] = str(err)
-        lines.append(f"- **{chapter}**{setting}: not pooled. {err}")
-        continue
-    runs_ = tables[chapter, sweep]["comparisons"]
-    scales[chapter, sweep] = runs.scale(runs.RESULTS, chapter, runs_)
-    lines.append(
-        f"- **{chapter}**{setting}: commit `{runs_['commit'].iloc[0]}`; {scales[chapter, sweep]}."
-    )
-judged = runs.judged_claims(tables)
-summary = pd.concat([judged, claims.not_judged(refused)], ignore_index=True)
-summary["scale"] = [
-    scales.get((c, s), "") for c, s in zip(summary["chapter"], summary["sweep"], strict=True)
-]
-summary = run.save_table(summary, "summary")
-Markdown("The sweeps read:\n\n" + "\n".join(lines))
+kept = kept_sweeps.judge_kept_sweeps(mode)
+summary, judged = run.save_table(kept.summary, "summary"), kept.judged
+Markdown("The sweeps read:\n\n" + "\n".join(kept.sources))
 
 # %% [markdown]
 # A *stale* sweep ran code that has changed since: its verdicts are what that code found, shown
@@ -129,6 +107,23 @@ for r in summary.to_dict("records"):
         f"**{r['verdict']}**\n\n- primary, {r['primary']}: {r['endpoint']}{size}{holm}\n"
         f"- gates: {r['gates'] or 'none'}\n- secondary: {r['secondary'] or 'none'}"
     ))  # fmt: skip
+
+# %% [markdown]
+# ## What a seed costs
+# The wall time of a seed of every sweep kept in `results/`, on the machine that ran it (a
+# setting other than the chapter's defaults is named). A sweep runs every section of its
+# chapter, so a reader's run of the chapter on the same machine, which reads some sections
+# from the sweep, takes at most this long. Multiply by the seeds that a claim's "what it would
+# take" asks for to size a rerun.
+
+# %%
+costs = kept_sweeps.seed_costs()
+if len(costs):
+    display(
+        costs.groupby(["chapter", "mode", "setting", "device"])["minutes"]
+        .agg(seeds="count", fastest="min", median="median", slowest="max")
+        .round(1)
+    )
 
 # %% [markdown]
 # ## After deployment: the monitor
