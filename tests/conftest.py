@@ -1,6 +1,8 @@
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers: one thread each, so
@@ -75,3 +77,21 @@ def trained_unet(skin16, tiny_unet):
 
     config = DiffusionConfig(steps=100, batch_size=16, progress=False)
     return train_diffusion(tiny_unet(), skin16, config=config)
+
+
+def predictions(n, seed, groups=("F", "M"), skill=0.3):
+    """A binary prediction table of ``n`` patients (two images each) for the metric tests."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = np.clip(skill * y + (1 - skill) * rng.random(n), 0, 1)
+    return pd.DataFrame(
+        {
+            "y_true": y,
+            "y_pred": (s >= 0.5).astype(int),
+            "score_neg": 1 - s,
+            "score_pos": s,
+            "sex": rng.choice(groups, n),
+            "site": rng.choice(["A", "B", "C"], n),
+            "patient_id": np.arange(n) // 2,
+        }
+    )

@@ -27,6 +27,46 @@ def _cli(notebook, **overrides):
     return runs.resolve_parameters(notebook, overrides, from_cli=True)
 
 
+def test_parameters_are_read_from_the_parameters_cell():
+    params = runs.notebook_parameters(QUICKSTART)
+    assert params == {"mode": "quick", "seed": 0, "device": "auto", "dark_fraction": 0.15}
+
+
+def test_unknown_parameter_is_refused_with_the_allowed_names():
+    with pytest.raises(runs.ParameterError, match="allowed: mode, seed, device, dark_fraction"):
+        runs.resolve_parameters(QUICKSTART, {"no_such_param": 1})
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [("seed", "3", 3), ("dark_fraction", "1", 1.0), ("mode", "smoke", "smoke")],
+)
+def test_cli_values_take_the_type_of_the_default(name, raw, expected):
+    params = runs.resolve_parameters(QUICKSTART, {name: raw}, from_cli=True)
+    assert params[name] == expected and type(params[name]) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seed": "abc"}, "'seed' expects int"),
+        ({"mode": "fast"}, "mode must be one of"),
+        ({"device": "gpu"}, "'device' must be auto, cpu, mps, cuda or cuda:N"),
+        ({"dark_fraction": "lots"}, "'dark_fraction' expects float"),
+    ],
+)
+def test_bad_values_are_refused(overrides, message):
+    with pytest.raises(runs.ParameterError, match=message):
+        runs.resolve_parameters(QUICKSTART, overrides, from_cli=True)
+
+
+def test_cli_fails_at_once_naming_allowed_parameters(capsys, tmp_path):
+    code = main(["run", str(QUICKSTART), "-p", "no_such_param", "1", "--runs-root", str(tmp_path)])
+    assert code == 2
+    assert "allowed: mode, seed, device, dark_fraction" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("raw", ["1.5", "1e3", "True", "'3'", "[1]"])
 def test_cli_int_takes_only_an_integer_literal(raw):
     with pytest.raises(
@@ -88,6 +128,8 @@ def test_values_outside_their_rule_are_refused(notebook, overrides, message):
 
 
 def test_python_values_obey_the_same_rules():
+    with pytest.raises(runs.ParameterError, match="'seed' expects int"):
+        runs.resolve_parameters(QUICKSTART, {"seed": 1.5})
     with pytest.raises(runs.ParameterError, match="'minority_fractions' expects list"):
         runs.resolve_parameters(BIAS, {"minority_fractions": 0.5})
     with pytest.raises(runs.ParameterError, match=r"'n_eval' must be None or in \[1, 10000\]"):

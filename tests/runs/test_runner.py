@@ -1,3 +1,5 @@
+"""The runner: run folders, failed and interrupted runs, the command line and its refusals."""
+
 import errno
 import json
 import multiprocessing
@@ -16,54 +18,9 @@ from fairkit.__main__ import main
 from fairkit.io import write_atomic, write_json
 from fairkit.runs import runner
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 QUICKSTART = ROOT / "notebooks" / "00_quickstart.py"
-
-
-def test_parameters_are_read_from_the_parameters_cell():
-    params = runs.notebook_parameters(QUICKSTART)
-    assert params == {"mode": "quick", "seed": 0, "device": "auto", "dark_fraction": 0.15}
-
-
-def test_unknown_parameter_is_refused_with_the_allowed_names():
-    with pytest.raises(runs.ParameterError, match="allowed: mode, seed, device, dark_fraction"):
-        runs.resolve_parameters(QUICKSTART, {"no_such_param": 1})
-
-
-@pytest.mark.parametrize(
-    ("name", "raw", "expected"),
-    [("seed", "3", 3), ("dark_fraction", "1", 1.0), ("mode", "smoke", "smoke")],
-)
-def test_cli_values_take_the_type_of_the_default(name, raw, expected):
-    params = runs.resolve_parameters(QUICKSTART, {name: raw}, from_cli=True)
-    assert params[name] == expected and type(params[name]) is type(expected)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"seed": "abc"}, "'seed' expects int"),
-        ({"mode": "fast"}, "mode must be one of"),
-        ({"device": "gpu"}, "'device' must be auto, cpu, mps, cuda or cuda:N"),
-        ({"dark_fraction": "lots"}, "'dark_fraction' expects float"),
-    ],
-)
-def test_bad_values_are_refused(overrides, message):
-    with pytest.raises(runs.ParameterError, match=message):
-        runs.resolve_parameters(QUICKSTART, overrides, from_cli=True)
-
-
-def test_python_values_of_the_wrong_type_are_refused():
-    with pytest.raises(runs.ParameterError, match="expects int"):
-        runs.resolve_parameters(QUICKSTART, {"seed": 1.5})
-
-
-def test_cli_fails_at_once_naming_allowed_parameters(capsys, tmp_path):
-    code = main(["run", str(QUICKSTART), "-p", "no_such_param", "1", "--runs-root", str(tmp_path)])
-    assert code == 2
-    assert "allowed: mode, seed, device, dark_fraction" in capsys.readouterr().err
-    assert not any(tmp_path.iterdir())
 
 
 def test_run_folder_holds_notebook_params_provenance_and_tables(write_notebook, tmp_path):
@@ -147,24 +104,6 @@ def test_quickstart_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     other = _quickstart_metrics(tmp_path, 1)
     pd.testing.assert_frame_equal(first, again)
     assert not first["value"].equals(other["value"])
-
-
-def test_start_outside_the_runner_reads_the_notebooks_variables(tmp_path, monkeypatch):
-    monkeypatch.delenv("FAIRKIT_RUN_DIR", raising=False)
-    monkeypatch.setattr(runs.kernel, "REPO_ROOT", tmp_path)  # run folder under tmp_path
-    monkeypatch.chdir(tmp_path)
-    namespace = {"mode": "smoke", "seed": 3, "device": "cpu"}
-    exec("from fairkit import runs\nrun = runs.start()", namespace)
-    run = namespace["run"]
-    assert (run.seed, run.mode, run.device) == (3, "smoke", "cpu")
-    assert run.settings.n_train == 192 and run.dir.is_relative_to(tmp_path)
-
-
-def test_start_outside_the_runner_checks_types_like_the_runner(monkeypatch):
-    monkeypatch.delenv("FAIRKIT_RUN_DIR", raising=False)
-    namespace = {"mode": "smoke", "seed": 1.5, "device": "cpu"}
-    with pytest.raises(runs.ParameterError, match="'seed' expects int"):
-        exec("from fairkit import runs\nrun = runs.start()", namespace)
 
 
 def _fake_papermill(monkeypatch, then):
