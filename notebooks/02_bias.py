@@ -273,11 +273,9 @@ Markdown("\n".join(f"- {line}" for line in costs) or "- none: every tuned baseli
 # candidates (overall rule, tuned at the loop's length), ERM included, trained again for twice
 # the epochs on the same cohorts. If a method's own majority AUROC rises to ERM's while ERM's
 # holds, the loop's length made the cost, not the method; if ERM's falls, the difference
-# shrinks for another reason. Read a method's AUROC at twice the epochs against ERM's at the
-# loop's length: where they meet, the method needs twice ERM's training to reach the same
-# majority AUROC, a cost in compute rather than in what the model can learn. Each row: the
-# method's and ERM's AUROC and their paired difference on the same test patients (95%
-# interval); the pooled verdicts are at the end of the chapter.
+# shrinks for another reason. Each row: the method's and ERM's AUROC and their paired
+# difference on the same test patients (95% interval); the pooled verdicts are at the end of
+# the chapter.
 
 # %%
 longer = pd.concat(

@@ -330,21 +330,13 @@ def baseline_differences(
     the modality, a the method, b ``erm``); ``reports`` from ``compare_baselines`` under
     ``rule``, by which ERM was chosen too.
     """
-    methods = [method for method in reports if method != "erm"]
-    return _against_erm(experiment, reports, methods, f"baseline, {tuning.RULE_NAMES[rule]}")
-
-
-def _against_erm(
-    experiment: Experiment, reports: dict[str, Report], methods, comparison: str
-) -> pd.DataFrame:
-    """``methods`` minus ERM in ``reports``: recall, AUROC and the two gaps, as comparisons."""
     return paired_table(
         reports,
-        [(method, "erm") for method in methods],
+        [(method, "erm") for method in reports if method != "erm"],
         experiment.task.attribute,
         metrics=("recall", "auroc"),
         gap_metrics=("equalized_odds", "equal_opportunity"),
-        comparison=comparison,
+        comparison=f"baseline, {tuning.RULE_NAMES[rule]}",
         setting=experiment.modality,
     )
 
@@ -365,10 +357,9 @@ def longer_training(
     """Each rebalancing baseline minus ERM when every model trains ``factor`` times longer.
 
     The candidates ``rule`` kept are trained again at ``factor`` x the loop's epochs on the same
-    cohorts: whether a method's majority cost is one of training length (rebalancing shows the
-    majority's images less often per epoch) is read by comparing its AUROC here with ERM's at
-    the loop's length. Rows as ``baseline_differences``, comparison
-    ``baseline, <rule>, <epochs> epochs``.
+    cohorts. A majority cost that shrinks here is the training length's (rebalancing shows the
+    majority's images less often per epoch), not the method's. Rows as ``baseline_differences``,
+    comparison ``baseline, <rule>, <epochs> epochs``.
     """
     if not (isinstance(factor, int) and factor > 1):
         raise ValueError(f"factor must be an integer above 1; got {factor!r}")
@@ -377,8 +368,15 @@ def longer_training(
     reports = {
         name: longer.report(tuned[name].chosen[rule], "under", strength) for name in ("erm", *names)
     }
-    comparison = f"baseline, {tuning.RULE_NAMES[rule]}, {epochs} epochs"
-    return _against_erm(experiment, reports, names, comparison)
+    return paired_table(
+        reports,
+        [(name, "erm") for name in names],
+        experiment.task.attribute,
+        metrics=("recall", "auroc"),
+        gap_metrics=("equalized_odds", "equal_opportunity"),
+        comparison=f"baseline, {tuning.RULE_NAMES[rule]}, {epochs} epochs",
+        setting=experiment.modality,
+    )
 
 
 @dataclass(frozen=True)
