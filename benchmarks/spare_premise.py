@@ -4,9 +4,10 @@ Chapter 3's premise control (``studies.spare.premise_control``): ERM trained wit
 a share of the training set (the total fixed) minus ERM trained at an equal share, each tuned
 by the chapter's rule, on the same test patients. Per seed and share, then pooled over seeds
 (mean dark-skin F1 difference, seed-level t interval) against the gate the claims read: the
-interval wholly below minus the smallest effect of interest. The chapter's ``dark_fraction``
-is the largest share that passes: the knob is chosen on this control alone, never on
-SPARE's result.
+interval wholly below minus the smallest effect of interest. Were the knob to be calibrated,
+the chapter's ``dark_fraction`` would be the largest share that passes, chosen on this control
+alone, never on SPARE's result. Unlike a chapter's run, the script does not set the global
+torch seed, so its numbers at the chapter's share differ from the chapter's sweep.
 Usage: python benchmarks/spare_premise.py [--seeds 5] [--mode quick] [--fractions 0.05,0.1,0.2]
        [--out benchmarks/results/spare_premise.csv]
 """
@@ -63,8 +64,8 @@ def main() -> None:
         for group in ("dark", "light"):
             at = table[(table["dark_fraction"] == fraction) & (table["group"] == group)]
             value, lo, hi = t_interval(at[at["metric"] == "f1"]["value"])
-            verdict = ("passes" if hi < -METRIC_SESOI else "fails") if group == "dark" else ""
-            print(f"dark share {fraction:.2f}  {group:5s} F1 {interval(value, lo, hi)}  {verdict}")
+            verdict = ("  passes" if hi < -METRIC_SESOI else "  fails") if group == "dark" else ""
+            print(f"dark share {fraction:.2f}  {group:5s} F1 {interval(value, lo, hi)}{verdict}")
 
 
 if __name__ == "__main__":

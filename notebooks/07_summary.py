@@ -111,16 +111,16 @@ for r in summary.to_dict("records"):
 # %% [markdown]
 # ## What a seed costs
 # The wall time of a seed of every sweep kept in `results/`, on the machine that ran it (a
-# setting other than the chapter's defaults is named). A sweep runs every section of its
-# chapter, so a reader's run of the chapter on the same machine, which reads some sections
-# from the sweep, takes at most this long. Multiply by the seeds that a claim's "what it would
+# setting other than the chapter's defaults is named, and so is a section the sweep left out).
+# A sweep runs every other section of its chapter, so a reader's run of the chapter on the
+# same machine, which reads some sections from the sweep, takes at most this long. Multiply by the seeds that a claim's "what it would
 # take" asks for to size a rerun.
 
 # %%
 costs = kept_sweeps.seed_costs()
 if len(costs):
     display(
-        costs.groupby(["chapter", "mode", "setting", "device"])["minutes"]
+        costs.groupby(["chapter", "mode", "setting", "device"], dropna=False)["minutes"]
         .agg(seeds="count", fastest="min", median="median", slowest="max")
         .round(1)
     )

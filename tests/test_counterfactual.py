@@ -8,6 +8,8 @@ import torch
 from fairkit import counterfactual as cf
 from fairkit.models import diffusion
 
+pytestmark = pytest.mark.slow  # the fixtures train a diffusion model
+
 
 def test_inversion_then_regeneration_reconstructs(trained_unet, skin16):
     model, _ = trained_unet

@@ -29,10 +29,9 @@ def test_the_book_workflow_is_a_valid_github_workflow():
 
 
 def test_the_schema_check_refuses_a_broken_workflow(tmp_path):
-    broken = yaml.safe_load(WORKFLOW.read_text())
-    del broken["jobs"]["publish"]["runs-on"]
+    lines = WORKFLOW.read_text().splitlines(keepends=True)
     path = tmp_path / "broken.yml"
-    path.write_text(yaml.safe_dump(broken))
+    path.write_text("".join(line for line in lines if not line.strip().startswith("runs-on:")))
     checked = schema_check(path)
     assert checked.returncode != 0
     assert "runs-on" in checked.stdout + checked.stderr
@@ -45,7 +44,7 @@ def test_the_workflow_tests_builds_and_publishes_as_the_readme_says():
     found = [runs.find(command) for command in ("make test", "make book", "make publish")]
     assert -1 not in found and found == sorted(found), runs
     readme = (ROOT / "README.md").read_text()
-    assert "make book" in readme and "make test" in readme
+    assert all(command in readme for command in ("make test", "make book", "make publish"))
 
 
 def test_the_repository_address_is_configured_once():

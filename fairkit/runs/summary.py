@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from fairkit import claims
-from fairkit.runs.kernel import REPO_ROOT, RESULTS, pooling_key
+from fairkit.runs.kernel import REPO_ROOT, RESULTS, SECTION_SWITCH, pooling_key
 from fairkit.runs.parameters import notebook_parameters
 from fairkit.runs.provenance import ProvenanceError, judged_claims, scale
 from fairkit.runs.sweep import chapter_results, complete_runs
@@ -47,7 +47,7 @@ def judge_kept_sweeps(mode: str, root: Path = RESULTS) -> KeptSweeps:
             lines.append(f"- **{chapter}**{setting}: not pooled. {err}")
             continue
         kept = tables[chapter, sweep]["comparisons"]
-        scales[chapter, sweep] = scale(root, chapter, kept)
+        scales[chapter, sweep] = sweep_scale(root, chapter, kept, params)
         lines.append(f"- **{chapter}**{setting}: commit `{kept['commit'].iloc[0]}`; "
                      f"{scales[chapter, sweep]}.")  # fmt: skip
     judged = judged_claims(tables)
@@ -58,13 +58,32 @@ def judge_kept_sweeps(mode: str, root: Path = RESULTS) -> KeptSweeps:
     return KeptSweeps(summary, judged, lines)
 
 
+def sweep_scale(root: Path, chapter: str, kept: pd.DataFrame, params: dict) -> str:
+    """``scale`` of a kept sweep, naming the backbones that a sweep of ``backbones`` trained.
+
+    ``scale`` reads the mode's backbone from a run's settings; a sweep over the ``backbones``
+    parameter (``claims.SWEEPS``) trained those instead, at the mode's ``backbone_width`` (64:
+    torchvision's), and its label must say so.
+    """
+    label = scale(root, chapter, kept)
+    if not params.get("backbones"):
+        return label
+    record = json.loads(
+        (Path(root) / chapter / kept["run_id"].iloc[0] / "provenance.json").read_text()
+    )
+    sizes = record.get("settings", {})
+    swept = f"{' and '.join(params['backbones'])} at width {sizes.get('backbone_width')}"
+    return label.replace(f", {sizes.get('backbone')},", f", {swept},", 1)
+
+
 def seed_costs(root: Path = RESULTS) -> pd.DataFrame:
     """Wall minutes of every kept run, one row each, from its ``provenance.json``.
 
-    ``setting`` names the parameters a run changed from its chapter's defaults (seed, device
-    and section switches aside; empty: the defaults). A sweep runs every section of its
-    chapter, so a reader's run of the same chapter and setting, which reads some sections from
-    the sweep, takes at most this long on the same machine.
+    ``setting`` names the parameters a run changed from its chapter's defaults, seed and
+    device aside, and the sections it left out (``run_<section>=False``; empty: the defaults
+    with every section). A sweep runs every section it does not leave out, so a reader's run
+    of the same chapter and setting, which reads some sections from the sweep, takes at most
+    this long on the same machine (``wall_time_s``: the kernel's time, without its start).
     """
     rows = []
     for notebook in sorted((REPO_ROOT / "notebooks").glob("*.py")):
@@ -74,7 +93,7 @@ def seed_costs(root: Path = RESULTS) -> pd.DataFrame:
             record = json.loads((folder / "provenance.json").read_text())
             changed = {
                 k: v for k, v in pooling_key(params).items() if k != "mode" and v != defaults.get(k)
-            }
+            } | {k: v for k, v in params.items() if k.startswith(SECTION_SWITCH) and v is False}
             rows.append(
                 {
                     "chapter": notebook.stem,

@@ -2,6 +2,9 @@
 
 import json
 
+import pandas as pd
+
+from fairkit import claims
 from fairkit.runs import summary
 from fairkit.runs.kernel import REPO_ROOT
 from fairkit.runs.parameters import notebook_parameters
@@ -29,3 +32,23 @@ def test_seed_costs_reads_each_kept_run(tmp_path):
 
 def test_seed_costs_of_no_kept_runs_is_empty(tmp_path):
     assert summary.seed_costs(tmp_path).empty
+
+
+def test_a_backbones_sweep_is_labelled_with_the_backbones_it_trained(tmp_path):
+    folder = tmp_path / "03_spare" / "r0"
+    folder.mkdir(parents=True)
+    record = {"mode": "quick", "device_name": "cpu", "parameters": {},
+              "settings": {"image_size": 32, "n_train": 2000, "backbone": "small_cnn",
+                           "backbone_width": 8}}  # fmt: skip
+    (folder / "provenance.json").write_text(json.dumps(record))
+    kept = pd.DataFrame({"run_id": ["r0"], "seed": [0]})
+    swept = summary.sweep_scale(tmp_path, "03_spare", kept, {"backbones": ["resnet18", "vgg11"]})
+    assert ", resnet18 and vgg11 at width 8, 1 seeds," in swept and "small_cnn" not in swept
+    assert "small_cnn" in summary.sweep_scale(tmp_path, "03_spare", kept, {})
+
+
+def test_without_kept_sweeps_every_claim_is_listed_as_not_pooled(tmp_path):
+    kept = summary.judge_kept_sweeps("quick", root=tmp_path)
+    assert kept.judged.empty and len(kept.summary) == len(claims.CLAIMS)
+    assert all("not pooled" in line for line in kept.sources)
+    assert len(kept.sources) == len({claim.source for claim in claims.CLAIMS})
